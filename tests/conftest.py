@@ -1,0 +1,65 @@
+"""Shared fixtures: the local AWS emulator and the root/test-host gate.
+
+``moto`` fixture: one moto_server for the whole session, reset before each
+test that asks for it; the test's environment points at it through
+``AWS_ENDPOINT_URL`` with fake credentials, so the product code under test
+runs with no code path special to the emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devtools import localaws  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "root: needs root (network namespaces, mounts, systemd-nspawn)")
+    config.addinivalue_line("markers", "testhost: boots a Debian 11 test host")
+
+
+def needs_root_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, overlay mounts, systemd-nspawn); CI runs it as root"
+    for tool in ("systemd-nspawn", "debootstrap", "ip"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} (apt-get install systemd-container debootstrap iproute2); .ci/run installs it"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = needs_root_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "root" in item.keywords or "testhost" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localaws.MotoServer]:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = localaws.start(bind=os.environ.get("ST_MOTO_BIND", "127.0.0.1"), log_path=log)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: localaws.MotoServer, monkeypatch: pytest.MonkeyPatch) -> localaws.MotoServer:
+    """A clean emulator, with this test's environment pointing at it."""
+    moto_server.reset()
+    for key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    return moto_server
