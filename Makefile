@@ -1,0 +1,59 @@
+# Two commands on a fresh Debian machine, as root:
+#   make demo   set everything up, then run a whole trading day on the local default
+#   make test   set everything up, then lint and run the whole test suite
+# Each step is done once: the stamps below make reruns skip what is already done.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+APT_PACKAGES := debootstrap systemd-container apt-cacher-ng iproute2 openssh-client rsync make
+APT_STAMP := /var/lib/simpletrader/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
+
+.PHONY: demo test lint unit setup host-packages bench clean
+
+demo: setup
+	$(BIN)/python -m devtools.demo
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Only the tests that need neither root nor a test host (fast feedback).
+unit: setup
+	$(BIN)/python -m pytest -m "not root and not testhost" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy provision lambda devtools
+	$(BIN)/yamllint -s .
+	cd $(CURDIR) && $(BIN)/ansible-lint --profile production roles playbooks
+
+bench: setup
+	$(BIN)/python -m bench
+
+setup: $(VENV)/.installed host-packages
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The test hosts need root and a few Debian packages; without root the
+# host-based tests skip with a reason and the rest still run.
+host-packages:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "make: not root: skipping apt packages ($(APT_PACKAGES)); tests that need a test host will skip"; \
+	elif [ ! -f "$(APT_STAMP)" ]; then \
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "make: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	  mkdir -p "$$(dirname $(APT_STAMP))" && touch "$(APT_STAMP)"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .state build

@@ -1,0 +1,108 @@
+"""The test host stands in for an EC2 instance: SSH as ec2-user with sudo,
+Python 3.9, Ansible over SSH, apt through the proxy; and `down` leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTHOST = ROOT / "tests" / "hosts" / "testhost"
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.root, pytest.mark.testhost]
+
+
+def run_testhost(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TESTHOST), *args], text=True, capture_output=True, check=check, timeout=600)
+
+
+def foreign_pid_namespace_processes() -> set[tuple[int, str]]:
+    """Processes living in another pid namespace than ours (a container's)."""
+    mine = os.readlink("/proc/self/ns/pid")
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "ns/pid") != mine:
+                found.add((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]))
+        except OSError:
+            continue
+    return found
+
+
+def snapshot() -> dict[str, object]:
+    return {
+        "netns": subprocess.run(["ip", "netns", "list"], text=True, capture_output=True).stdout,
+        "mounts": Path("/proc/mounts").read_text(),
+        "links": subprocess.run(["ip", "-o", "link", "show"], text=True, capture_output=True).stdout,
+        "foreign": foreign_pid_namespace_processes(),
+    }
+
+
+def test_host_boots_serves_ssh_ansible_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    name = "pytest-host"
+    run_testhost("down", name, check=False)
+    run_testhost("proxy")  # a shared service that outlives hosts: start it before the baseline
+    before = snapshot()
+
+    data = json.loads(run_testhost("up", name).stdout)
+    try:
+        assert data["ip"].startswith("10.231.")
+        out = run_testhost("ssh", name, "--", "id -un; sudo -n id -un; python3 -c 'import sys; print(sys.version_info[:2])'")
+        assert out.stdout.split("\n")[:3] == ["ec2-user", "root", "(3, 9)"]
+        # No cron and no python3.9 venv support: the roles must install them.
+        probe = run_testhost("ssh", name, "--", "test -e /usr/sbin/cron || python3 -m ensurepip --version", check=False)
+        assert probe.returncode != 0
+
+        inventory = tmp_path / "hosts.yml"
+        inventory.write_text(json.dumps({"all": {"hosts": {name: {
+            "ansible_host": data["ip"], "ansible_user": "ec2-user",
+            "ansible_ssh_private_key_file": data["key"],
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }}}}))
+        env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False", PATH=f"{BIN}:{os.environ['PATH']}")
+        ping = subprocess.run([str(BIN / "ansible"), "-i", str(inventory), name, "-m", "ansible.builtin.ping"],
+                              text=True, capture_output=True, env=env, timeout=300)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert '"ping": "pong"' in ping.stdout
+
+        change = [str(BIN / "ansible"), "-i", str(inventory), name, "-b", "-m", "ansible.builtin.copy",
+                  "-a", "dest=/etc/pytest-marker content=hello mode=0600"]
+        first = subprocess.run(change, text=True, capture_output=True, env=env, timeout=300)
+        assert first.returncode == 0 and "CHANGED" in first.stdout, first.stdout + first.stderr
+        second = subprocess.run(change, text=True, capture_output=True, env=env, timeout=300)
+        assert second.returncode == 0 and "CHANGED" not in second.stdout, second.stdout
+        assert run_testhost("ssh", name, "--", "sudo stat -c '%a %s' /etc/pytest-marker").stdout.strip() == "600 5"
+
+        # apt inside the host goes through the proxy on this side of the veth.
+        apt = run_testhost("ssh", name, "--", "sudo apt-get update -qq && apt-cache policy sudo | head -2", check=False)
+        assert apt.returncode == 0, apt.stdout + apt.stderr
+    finally:
+        run_testhost("down", name)
+
+    after = snapshot()
+    assert after["netns"] == before["netns"]
+    assert after["mounts"] == before["mounts"]
+    assert after["links"] == before["links"]
+    assert after["foreign"] <= before["foreign"], f"left running: {after['foreign'] - before['foreign']}"
+    assert run_testhost("info", name, check=False).returncode != 0
+
+
+def test_ssh_to_a_host_that_is_not_up_says_so() -> None:
+    out = run_testhost("ssh", "no-such-host", "--", "true", check=False)
+    assert out.returncode == 1
+    assert "not up" in out.stderr
+
+
+def test_bad_host_name_is_refused() -> None:
+    out = run_testhost("up", "bad_name!", check=False)
+    assert out.returncode == 1
+    assert "bad host name" in out.stderr
