@@ -1,0 +1,146 @@
+"""The trading-day gate: is a given exchange-local date a trading day?
+
+Reads ``calendar.json`` (docs/CONTRACTS.md), which ``provision`` computes at
+deploy time and ships at the root of the function's zip. Order of the rules:
+
+1. a special session (Muhurat trading, a Budget-day Saturday) is open, even
+   on a weekend or a holiday;
+2. a day that is not one of ``weekdays`` is closed (weekend);
+3. a listed holiday is closed (exchange holidays and the stack's extra ones);
+4. a date in a year outside ``covered_years`` is open, with a warning: the
+   exchange's list for that year was not known at deploy time, and a missed
+   trading day costs more than an idle hour;
+5. otherwise open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class CalendarError(ValueError):
+    """calendar.json is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    day: date
+    open: bool
+    reason: str  # trading-day | special-session | weekend | holiday | uncovered-year
+    name: str | None = None
+    warning: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"date": self.day.isoformat(), "open": self.open, "reason": self.reason, "name": self.name}
+
+    def describe(self) -> str:
+        weekday = WEEKDAY_NAMES[self.day.weekday()]
+        text = {
+            "trading-day": "a trading day",
+            "special-session": f"a special session ({self.name})",
+            "weekend": "not a trading weekday",
+            "holiday": f"an exchange holiday ({self.name})",
+            "uncovered-year": "outside the calendar's years; treated as a trading day",
+        }[self.reason]
+        return f"{self.day.isoformat()} ({weekday}) is {text}"
+
+
+def _date(value: Any, where: str) -> date:
+    if not isinstance(value, str):
+        raise CalendarError(f"calendar {where}: {value!r} is not a YYYY-MM-DD date")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CalendarError(f"calendar {where}: {value!r} is not a YYYY-MM-DD date") from None
+
+
+def _named_dates(raw: Any, where: str) -> dict[date, str]:
+    if not isinstance(raw, dict):
+        raise CalendarError(f"calendar {where} must be an object of date -> name")
+    return {_date(k, f"{where} key"): str(v) for k, v in raw.items()}
+
+
+@dataclass(frozen=True)
+class TradingCalendar:
+    exchange: str
+    timezone: str
+    weekdays: frozenset[int]
+    covered_years: frozenset[int]
+    holidays: dict[date, str]
+    special_sessions: dict[date, str]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TradingCalendar:
+        if not isinstance(data, dict):
+            raise CalendarError("calendar must be a JSON object")
+        for key in ("exchange", "timezone", "weekdays", "covered_years", "holidays", "special_sessions"):
+            if key not in data:
+                raise CalendarError(f"calendar has no {key!r}")
+        weekdays = data["weekdays"]
+        if (not isinstance(weekdays, list) or not weekdays
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in weekdays)):
+            raise CalendarError(
+                f"calendar weekdays must be a non-empty list of 0 (Mon) .. 6 (Sun), got {weekdays!r}")
+        years = data["covered_years"]
+        if (not isinstance(years, list)
+                or not all(isinstance(y, int) and not isinstance(y, bool) for y in years)):
+            raise CalendarError(f"calendar covered_years must be a list of years, got {years!r}")
+        timezone = data["timezone"]
+        try:
+            ZoneInfo(str(timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise CalendarError(f"calendar timezone {timezone!r} is not an IANA time zone") from None
+        return cls(
+            exchange=str(data["exchange"]),
+            timezone=str(timezone),
+            weekdays=frozenset(weekdays),
+            covered_years=frozenset(years),
+            holidays=_named_dates(data["holidays"], "holidays"),
+            special_sessions=_named_dates(data["special_sessions"], "special_sessions"),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> TradingCalendar:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CalendarError(f"cannot read calendar {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CalendarError(f"calendar {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def local_date(self, moment: datetime) -> date:
+        """The exchange-local date of an aware instant."""
+        if moment.tzinfo is None:
+            raise ValueError("a naive datetime has no defined exchange-local date")
+        return moment.astimezone(self.zone).date()
+
+    def decide(self, day: date) -> Decision:
+        if day in self.special_sessions:
+            return Decision(day, True, "special-session", self.special_sessions[day])
+        if day.weekday() not in self.weekdays:
+            return Decision(day, False, "weekend")
+        if day in self.holidays:
+            return Decision(day, False, "holiday", self.holidays[day])
+        if day.year not in self.covered_years:
+            covered = ", ".join(str(y) for y in sorted(self.covered_years)) or "none"
+            return Decision(
+                day, True, "uncovered-year",
+                warning=(f"the {self.exchange} holiday calendar does not cover {day.year} "
+                         f"(covers {covered}); treating {day.isoformat()} as a trading day. "
+                         "Redeploy with a newer calendar."),
+            )
+        return Decision(day, True, "trading-day")

@@ -1,0 +1,136 @@
+"""Settings of the start and stop functions, read once per invocation from the environment.
+
+The variables are set by ``provision`` (docs/CONTRACTS.md, "Lambda environment").
+None of them is a secret. A missing or invalid variable is a ``SettingsError``
+that names it, raised before any AWS call.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+HERE = Path(__file__).resolve().parent
+
+_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class SettingsError(ValueError):
+    """The function's environment is incomplete or invalid."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_id: str
+    bucket: str
+    topic_arn: str
+    timezone: str
+    sync_command: str
+    eod_command: str
+    token_key: str
+    token_fresh_after: tuple[int, int]
+    agent_wait_seconds: int = 300
+    command_timeout_seconds: int = 600
+    # Optional knobs (not in the contract table; defaults fit AWS).
+    waiter_delay_seconds: float = 5.0
+    waiter_max_attempts: int = 60
+    calendar_file: Path = HERE / "calendar.json"
+    stack_name: str = "simpletrader"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def token_fresh_after_text(self) -> str:
+        return f"{self.token_fresh_after[0]:02d}:{self.token_fresh_after[1]:02d}"
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is missing or empty; provision sets it")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}={raw!r} is not a whole number of seconds") from None
+    if value < minimum:
+        raise SettingsError(f"environment variable {name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"environment variable {name}={value} must not be negative")
+    return value
+
+
+def _stack_from_topic(topic_arn: str) -> str:
+    name = topic_arn.rsplit(":", 1)[-1]
+    return name[: -len("-events")] if name.endswith("-events") and len(name) > len("-events") else name
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; ``env`` defaults to ``os.environ``."""
+    env = os.environ if env is None else env
+
+    instance_id = _required(env, "ST_INSTANCE_ID")
+    if not _INSTANCE_ID.match(instance_id):
+        raise SettingsError(f"environment variable ST_INSTANCE_ID={instance_id!r} is not an EC2 instance id")
+
+    bucket = _required(env, "ST_BUCKET")
+
+    topic_arn = _required(env, "ST_TOPIC_ARN")
+    if not topic_arn.startswith("arn:") or topic_arn.count(":") < 5:
+        raise SettingsError(f"environment variable ST_TOPIC_ARN={topic_arn!r} is not an SNS topic ARN")
+
+    timezone = _required(env, "ST_TIMEZONE")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"environment variable ST_TIMEZONE={timezone!r} is not an IANA time zone") from None
+
+    fresh = _required(env, "ST_TOKEN_FRESH_AFTER")
+    match = _HHMM.match(fresh)
+    if match is None:
+        raise SettingsError(f"environment variable ST_TOKEN_FRESH_AFTER={fresh!r} is not a time HH:MM")
+
+    calendar_raw = env.get("ST_CALENDAR_FILE", "").strip()
+    stack_name = env.get("ST_STACK_NAME", "").strip() or _stack_from_topic(topic_arn)
+
+    return Settings(
+        instance_id=instance_id,
+        bucket=bucket,
+        topic_arn=topic_arn,
+        timezone=timezone,
+        sync_command=_required(env, "ST_SYNC_COMMAND"),
+        eod_command=_required(env, "ST_EOD_COMMAND"),
+        token_key=_required(env, "ST_TOKEN_KEY"),
+        token_fresh_after=(int(match.group(1)), int(match.group(2))),
+        agent_wait_seconds=_int(env, "ST_AGENT_WAIT_SECONDS", 300),
+        command_timeout_seconds=_int(env, "ST_COMMAND_TIMEOUT_SECONDS", 600),
+        waiter_delay_seconds=_float(env, "ST_WAITER_DELAY_SECONDS", 5.0),
+        waiter_max_attempts=_int(env, "ST_WAITER_MAX_ATTEMPTS", 60),
+        calendar_file=Path(calendar_raw) if calendar_raw else HERE / "calendar.json",
+        stack_name=stack_name,
+    )

@@ -1,0 +1,267 @@
+"""Start function: on a trading day, start the trading host and sync its workspace.
+
+Handler: ``start.handler``. Steps (one JSON log line each):
+
+1. calendar gate for the exchange-local date of the event's ``time`` (the
+   scheduled time, so a late or retried invocation judges the right day);
+   ``{"force": true}`` ignores the calendar;
+2. token freshness: warn when the access token object was not updated after
+   today's ``ST_TOKEN_FRESH_AFTER`` (metadata only, the object is never read);
+3. start the instance unless it is running (a stopping instance is waited
+   for first) and wait until it is running; pending -> stopped is a failure;
+4. send ``ST_SYNC_COMMAND`` through SSM once the agent accepts commands, and
+   poll it to completion within ``ST_COMMAND_TIMEOUT_SECONDS`` and the
+   function's own timeout;
+5. one notification per outcome; a failed sync fails the invocation.
+
+``{"dry_run": true}`` reports what would happen and changes nothing (no
+notification either).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any, NoReturn
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from st_calendar import Decision, TradingCalendar
+from st_runtime import (
+    Budget,
+    Clock,
+    CommandResult,
+    Event,
+    InvocationFailed,
+    LambdaContext,
+    StepFailed,
+    StepLog,
+    SystemClock,
+    WaitConfig,
+    describe_error,
+    describe_state,
+    error_code,
+    message_lines,
+    notify,
+    parse_event,
+    send_when_agent_ready,
+    wait_command,
+    wait_running,
+    wait_stopped,
+)
+from st_settings import Settings, load_settings
+
+FN = "start"
+# Keep this much of the function's time for reporting after the sync deadline.
+SYNC_RESERVE_SECONDS = 0.0
+
+
+def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str | None:
+    """A warning when the token object is older than today's fresh-after time, else None.
+
+    Uses HeadObject only: the token itself is never read or logged.
+    """
+    zone = settings.zone
+    local_now = now.astimezone(zone)
+    hh, mm = settings.token_fresh_after
+    fresh_after = datetime.combine(local_now.date(), time(hh, mm), tzinfo=zone)
+    try:
+        head = s3.head_object(Bucket=settings.bucket, Key=settings.token_key)
+    except ClientError as err:
+        code = error_code(err)
+        log.warning("token-check", key=settings.token_key, problem=code or "error")
+        return (f"access token s3://{settings.bucket}/{settings.token_key} could not be checked ({code}); "
+                "upload a fresh one with 'provision publish --token FILE'")
+    modified: datetime = head["LastModified"]
+    fresh = modified >= fresh_after
+    modified_local = modified.astimezone(zone)
+    fields = {"key": settings.token_key, "last_modified": modified_local.isoformat(timespec="minutes"),
+              "fresh_after": fresh_after.isoformat(timespec="minutes"), "fresh": fresh}
+    if fresh:
+        log("token-check", **fields)
+        return None
+    log.warning("token-check", **fields)
+    return (f"access token s3://{settings.bucket}/{settings.token_key} was last updated "
+            f"{modified_local:%Y-%m-%d %H:%M} ({settings.timezone}), before today's "
+            f"{settings.token_fresh_after_text}; Zerodha tokens expire then. Upload a fresh one with "
+            "'provision publish --token FILE' before the trading job runs.")
+
+
+def _decide(calendar: TradingCalendar, settings: Settings, event: Event, clock: Clock,
+            log: StepLog, warnings: list[str]) -> Decision:
+    moment = event.time or clock.now()
+    day = moment.astimezone(settings.zone).date()
+    if calendar.timezone != settings.timezone:
+        warnings.append(f"calendar.json is for {calendar.timezone} but ST_TIMEZONE is {settings.timezone}; "
+                        "the date was judged in ST_TIMEZONE")
+    decision = calendar.decide(day)
+    if decision.warning:
+        warnings.append(decision.warning)
+    log("calendar", date=day.isoformat(), open=decision.open, reason=decision.reason, name=decision.name,
+        source="event" if event.time else "now", force=event.force)
+    return decision
+
+
+def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, sns: Any,
+              clock: Clock, budget: Budget, calendar: TradingCalendar | None = None,
+              log: StepLog | None = None) -> dict[str, Any]:
+    """The start logic. Returns the result dict; raises InvocationFailed after reporting a failure."""
+    log = log or StepLog(FN)
+    warnings: list[str] = []
+    result: dict[str, Any] = {
+        "function": FN, "outcome": "failed", "ok": False, "dry_run": event.dry_run, "force": event.force,
+        "date": None, "instance_id": settings.instance_id, "calendar": None, "state_before": None,
+        "state_after": None, "command": None, "actions": [], "warnings": warnings, "error": None,
+    }
+    actions: list[str] = result["actions"]
+    decision: Decision | None = None
+    try:
+        if calendar is None:
+            calendar = TradingCalendar.load(settings.calendar_file)
+        decision = _decide(calendar, settings, event, clock, log, warnings)
+        result["date"] = decision.day.isoformat()
+        result["calendar"] = decision.as_dict()
+
+        if not decision.open and not event.force:
+            result["outcome"] = f"skipped-{decision.reason}"
+            result["ok"] = True
+            if event.dry_run:
+                return _dry_run(result, log, [f"skip: {decision.describe()}"])
+            log("skip", reason=decision.reason, name=decision.name)
+            _report(sns, settings, result, decision, log,
+                    [f"No start: {decision.describe()}; instance {settings.instance_id} left as it is.",
+                     'To start anyway, invoke the function with {"force": true}.'])
+            return result
+
+        token_warning = check_token(s3, settings, clock.now(), log)
+        if token_warning:
+            warnings.append(token_warning)
+
+        state, _ = describe_state(ec2, settings.instance_id)
+        result["state_before"] = state
+        log("instance-state", instance_id=settings.instance_id, state=state)
+
+        if event.dry_run:
+            plan = []
+            if state == "stopping":
+                plan.append("wait for the instance to stop")
+            if state != "running":
+                plan.append(f"start instance {settings.instance_id} (now {state}) and wait until running")
+            plan.append(f"run {settings.sync_command!r} through SSM ({'AWS-RunShellScript'}) and wait "
+                        f"up to {settings.command_timeout_seconds}s")
+            result["outcome"] = "dry-run"
+            result["ok"] = True
+            return _dry_run(result, log, plan)
+
+        wait_cfg = WaitConfig(settings.waiter_delay_seconds, settings.waiter_max_attempts)
+        if state in ("shutting-down", "terminated"):
+            raise StepFailed(f"instance {settings.instance_id} is {state}; it cannot be started")
+        if state == "stopping":
+            log("wait-stopped", instance_id=settings.instance_id)
+            wait_stopped(ec2, settings.instance_id, wait_cfg, budget)
+            actions.append("waited for the instance to stop")
+            state = "stopped"
+        if state == "stopped":
+            resp = ec2.start_instances(InstanceIds=[settings.instance_id])
+            now_state = resp["StartingInstances"][0]["CurrentState"]["Name"]
+            log("start-instance", instance_id=settings.instance_id, state=now_state)
+            actions.append("started the instance")
+        if state != "running":
+            wait_running(ec2, settings.instance_id, wait_cfg, budget, clock)
+            log("instance-running", instance_id=settings.instance_id)
+        result["state_after"] = "running"
+
+        agent_deadline = budget.deadline(settings.agent_wait_seconds, reserve=SYNC_RESERVE_SECONDS)
+        command_id = send_when_agent_ready(
+            ssm, settings.instance_id, settings.sync_command,
+            execution_timeout=settings.command_timeout_seconds, deadline=agent_deadline, clock=clock,
+            log=log, comment=f"{settings.stack_name} start {decision.day.isoformat()}: workspace sync")
+        result["command"] = {"id": command_id, "status": "Pending"}
+        actions.append(f"sent {settings.sync_command!r}")
+        deadline = budget.deadline(settings.command_timeout_seconds, SYNC_RESERVE_SECONDS)
+        command = wait_command(ssm, command_id, settings.instance_id, deadline=deadline, clock=clock, log=log)
+        result["command"] = command.as_dict()
+        log("command-result", command_id=command_id, status=command.status,
+            response_code=command.response_code, output=command.output)
+        if not command.ok:
+            raise StepFailed(f"workspace sync {command.describe()}")
+    except Exception as err:  # noqa: BLE001 - every failure is reported, then re-raised
+        _fail(sns, settings, result, decision, log, err)
+
+    result["outcome"] = "synced"
+    result["ok"] = True
+    _report(sns, settings, result, decision, log, _success_lines(settings, result, command))
+    return result
+
+
+def _success_lines(settings: Settings, result: dict[str, Any], command: CommandResult) -> list[str]:
+    before = result["state_before"]
+    return [
+        f"Instance {settings.instance_id}: {before} -> running.",
+        f"Workspace sync ({settings.sync_command}) {command.describe()}.",
+    ]
+
+
+def _dry_run(result: dict[str, Any], log: StepLog, plan: list[str]) -> dict[str, Any]:
+    result["would"] = plan
+    log("dry-run", would=plan)
+    return result
+
+
+def _subject(settings: Settings, result: dict[str, Any], decision: Decision | None) -> str:
+    day = decision.day.isoformat() if decision else "?"
+    text = {
+        "synced": "started and synced",
+        "skipped-weekend": "skipped (not a trading weekday)",
+        "skipped-holiday": f"skipped (holiday: {decision.name if decision else ''})",
+        "failed": "FAILED",
+    }.get(result["outcome"], result["outcome"])
+    warn = " (with warnings)" if result["warnings"] and result["outcome"] != "failed" else ""
+    return f"{settings.stack_name} start {day}: {text}{warn}"
+
+
+def _report(sns: Any, settings: Settings, result: dict[str, Any], decision: Decision | None, log: StepLog,
+            lines: list[str]) -> None:
+    subject = _subject(settings, result, decision)
+    header = f"SimpleTrader start function, stack {settings.stack_name}"
+    if decision is not None:
+        header += f", {decision.describe()}"
+    result["notified"] = notify(sns, settings.topic_arn, subject, message_lines(header + ".", lines,
+                                                                                 result["warnings"]), log)
+    result["subject"] = subject
+
+
+def _fail(sns: Any, settings: Settings, result: dict[str, Any], decision: Decision | None, log: StepLog,
+          err: Exception) -> NoReturn:
+    reason = describe_error(err)
+    result["outcome"] = "failed"
+    result["ok"] = False
+    result["error"] = reason
+    log.error("failed", error=reason, state_before=result["state_before"])
+    if result["dry_run"]:
+        raise InvocationFailed(f"start (dry run) failed: {reason}", result) from err
+    lines = [f"Start FAILED: {reason}"]
+    if result["state_before"] is not None:
+        lines.append(f"Instance {settings.instance_id} was {result['state_before']}.")
+    if result["command"]:
+        lines.append(f"SSM command id: {result['command'].get('id')}")
+    lines.append("The trading job will refuse to run without a ready workspace; "
+                 "rerun the start function (or playbooks/sync.yml) once fixed.")
+    _report(sns, settings, result, decision, log, lines)
+    raise InvocationFailed(f"start failed: {reason}", result) from err
+
+
+def _client(service: str) -> Any:
+    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
+    log = StepLog(FN)
+    settings = load_settings()
+    parsed = parse_event(event, allow_force=True)
+    log("invoked", dry_run=parsed.dry_run, force=parsed.force,
+        time=parsed.time.isoformat() if parsed.time else None)
+    clock = SystemClock()
+    return run_start(event=parsed, settings=settings, ec2=_client("ec2"), ssm=_client("ssm"),
+                     s3=_client("s3"), sns=_client("sns"), clock=clock,
+                     budget=Budget.from_context(clock, context), log=log)
