@@ -1,0 +1,217 @@
+"""The S3 bucket: create or adopt, then lock it down.
+
+Name: :func:`provision.config.bucket_name` (``bucket.name`` + the
+``s3_bucket_suffix`` environment variable). ``BucketAlreadyOwnedByYou``
+adopts the bucket; a bucket owned by another account (``BucketAlreadyExists``
+on create, 403 on ``head_bucket``) stops the run with a clear message. The
+bucket comes first in the resource order, so that happens before anything
+else is written. Every call after create passes ``ExpectedBucketOwner``.
+
+Wanted state: all four public access blocks on, default encryption (SSE-S3),
+versioning enabled, a policy denying any request not made over TLS, and the
+stack's tags. ``down`` keeps the bucket unless ``--delete-bucket``; a bucket
+with objects (any version) also needs ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from provision import tags
+from provision.aws import error_code, paginate
+from provision.config import bucket_name
+from provision.engine import Context, Diff, Resource
+from provision.errors import ProvisionError
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def tls_only_policy(partition: str, bucket: str) -> dict[str, Any]:
+    arn = f"arn:{partition}:s3:::{bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                # Deny-all for plain HTTP is the documented TLS-only pattern; it grants nothing.
+                "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def _normal(doc: Any) -> Any:
+    """A policy document (dict or JSON text) in a canonical form: keys sorted, one-item lists as scalars."""
+    return _canon(json.loads(doc) if isinstance(doc, str) else doc)
+
+
+def _canon(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _canon(v) for k, v in sorted(doc.items())}
+    if isinstance(doc, list):
+        items = [_canon(v) for v in doc]
+        if len(items) == 1 and not isinstance(items[0], dict):
+            return items[0]
+        return (
+            sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+            if all(not isinstance(v, dict) for v in items)
+            else items
+        )
+    return doc
+
+
+class Bucket(Resource):
+    address = "bucket"
+    keep_unless = "delete_bucket"
+
+    def label(self, ctx: Context) -> str:
+        return bucket_name(ctx.cfg)
+
+    def _owner(self, ctx: Context) -> dict[str, str]:
+        return {"ExpectedBucketOwner": ctx.clients.account_id}
+
+    def find(self, ctx: Context) -> dict[str, Any] | None:
+        s3, name = ctx.clients.s3, bucket_name(ctx.cfg)
+        owner = self._owner(ctx)
+        try:
+            s3.head_bucket(Bucket=name, **owner)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                return None
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise _taken(name) from None
+            raise
+        live: dict[str, Any] = {"name": name}
+        live["public_access_block"] = self._get(
+            lambda: s3.get_public_access_block(Bucket=name, **owner)["PublicAccessBlockConfiguration"],
+            "NoSuchPublicAccessBlockConfiguration",
+            {},
+        )
+        enc = self._get(
+            lambda: s3.get_bucket_encryption(Bucket=name, **owner)["ServerSideEncryptionConfiguration"][
+                "Rules"
+            ],
+            "ServerSideEncryptionConfigurationNotFoundError",
+            [],
+        )
+        live["encryption"] = sorted(
+            {r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm", "") for r in enc} - {""}
+        )
+        live["versioning"] = s3.get_bucket_versioning(Bucket=name, **owner).get("Status", "Off")
+        policy = self._get(
+            lambda: s3.get_bucket_policy(Bucket=name, **owner)["Policy"], "NoSuchBucketPolicy", None
+        )
+        live["policy"] = _normal(policy) if policy else None
+        tagset = self._get(lambda: s3.get_bucket_tagging(Bucket=name, **owner)["TagSet"], "NoSuchTagSet", [])
+        live["tags"] = tags.from_aws(tagset)
+        return live
+
+    @staticmethod
+    def _get(call: Any, missing_code: str, default: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            if error_code(exc) == missing_code:
+                return default
+            raise
+
+    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
+        ctx.ids["bucket"] = live["name"]
+
+    def desired(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "public_access_block": PUBLIC_ACCESS_BLOCK,
+            "encryption": ["AES256"],
+            "versioning": "Enabled",
+            "policy": _normal(tls_only_policy(ctx.clients.partition, bucket_name(ctx.cfg))),
+            "tags": tags.resource_tags(ctx.stack, "bucket"),
+        }
+
+    def create(self, ctx: Context) -> None:
+        s3, name = ctx.clients.s3, bucket_name(ctx.cfg)
+        kwargs: dict[str, Any] = {"Bucket": name}
+        if ctx.cfg.stack.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": ctx.cfg.stack.region}
+        try:
+            s3.create_bucket(**kwargs)
+        except Exception as exc:
+            code = error_code(exc)
+            if code == "BucketAlreadyExists":
+                raise _taken(name) from None
+            if code != "BucketAlreadyOwnedByYou":
+                raise
+        s3.get_waiter("bucket_exists").wait(Bucket=name, **self._owner(ctx))
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        s3, name, owner = ctx.clients.s3, bucket_name(ctx.cfg), self._owner(ctx)
+        changed = {d.attr for d in diffs}
+        if "public_access_block" in changed:
+            s3.put_public_access_block(
+                Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK, **owner
+            )
+        if "encryption" in changed:
+            s3.put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [
+                        {
+                            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                            "BucketKeyEnabled": True,
+                        }
+                    ]
+                },
+                **owner,
+            )
+        if "versioning" in changed:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"}, **owner)
+        if "policy" in changed:
+            s3.put_bucket_policy(
+                Bucket=name, Policy=json.dumps(tls_only_policy(ctx.clients.partition, name)), **owner
+            )
+        if "tags" in changed:
+            merged = dict(live["tags"])
+            merged.update(tags.resource_tags(ctx.stack, "bucket"))
+            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags.to_aws(merged)}, **owner)
+
+    def _versions(self, ctx: Context, name: str) -> list[dict[str, str]]:
+        s3 = ctx.clients.s3
+        out = []
+        for kind in ("Versions", "DeleteMarkers"):
+            for v in paginate(s3, "list_object_versions", kind, Bucket=name, **self._owner(ctx)):
+                out.append({"Key": v["Key"], "VersionId": v["VersionId"]})
+        return out
+
+    def check_delete(self, ctx: Context, live: dict[str, Any]) -> None:
+        if not ctx.options.get("force") and self._versions(ctx, live["name"]):
+            raise ProvisionError(
+                f"bucket {live['name']} is not empty (it holds releases, secrets, logs or "
+                "ledgers); nothing was deleted. Add --force to delete it with every object "
+                "version, or drop --delete-bucket to keep it"
+            )
+
+    def delete(self, ctx: Context, live: dict[str, Any]) -> None:
+        s3, name = ctx.clients.s3, live["name"]
+        versions = self._versions(ctx, name)
+        for i in range(0, len(versions), 1000):
+            s3.delete_objects(
+                Bucket=name, Delete={"Objects": versions[i : i + 1000], "Quiet": True}, **self._owner(ctx)
+            )
+        s3.delete_bucket(Bucket=name, **self._owner(ctx))
+
+
+def _taken(name: str) -> ProvisionError:
+    return ProvisionError(
+        f"bucket {name} already exists and belongs to another AWS account (bucket names are "
+        "global); nothing was written. Choose a suffix: export s3_bucket_suffix=-<yourname>"
+    )

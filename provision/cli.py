@@ -1,0 +1,387 @@
+"""``python -m provision plan|up|down|status|outputs|key|publish`` (see docs/PROVISION.md).
+
+Every command validates the config first (no AWS call on a bad config).
+Expected failures print one or two lines and exit 1, never a traceback, and
+no command prints a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    WaiterError,
+)
+
+from provision import config as config_mod
+from provision import stack
+from provision.aws import Clients, error_code, error_message
+from provision.cron import next_run
+from provision.engine import Context, Plan
+from provision.errors import ConfigError, ProvisionError
+from provision.instance import find_address, find_instance
+from provision.keypair import find_key_pair, key_name, parameter_name, read_private_key
+
+ClientsFactory = Callable[[str], Clients]
+
+
+class _Out:
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def error(self, text: str) -> None:
+        print(f"error: {text}", file=self.err, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, metavar="PATH", help="the stack config (default: ./stack.yml)"
+    )
+    p = argparse.ArgumentParser(
+        prog="python -m provision",
+        parents=[common],
+        description="Create, update, show and remove the AWS side of a SimpleTrader "
+        "stack from one config file.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan = sub.add_parser("plan", parents=[common], help="show what up would change (read-only)")
+    plan.add_argument("--json", action="store_true", help="machine-readable plan")
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there is nothing to change, 2 when there is, 1 on error",
+    )
+    up = sub.add_parser("up", parents=[common], help="create or update every resource")
+    up.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    down = sub.add_parser("down", parents=[common], help="remove the stack (keeps bucket and Elastic IP)")
+    down.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    down.add_argument("--delete-bucket", action="store_true", help="also delete the bucket")
+    down.add_argument(
+        "--force", action="store_true", help="with --delete-bucket: delete it even if not empty"
+    )
+    down.add_argument(
+        "--release-ip",
+        action="store_true",
+        help="also release the Elastic IP (your broker's registered IP is lost)",
+    )
+    sub.add_parser("status", parents=[common], help="host state, static IP, next start and stop")
+    outputs = sub.add_parser("outputs", parents=[common], help="bucket, instance, key parameter, IP, ssh/scp")
+    outputs.add_argument("--json", action="store_true")
+    key = sub.add_parser("key", parents=[common], help="write the private key from SSM to a .pem (mode 0400)")
+    key.add_argument("--out", type=Path, default=None, help="where to write it (default: ./<stack>-key.pem)")
+    publish = sub.add_parser(
+        "publish", parents=[common], help="upload code, requirements, wheels and secrets"
+    )
+    publish.add_argument(
+        "--token",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="only upload a new access token from FILE and update the manifest",
+    )
+    publish.add_argument(
+        "--wheelhouse", type=Path, default=None, metavar="DIR", help="also upload the wheels in DIR"
+    )
+    return p
+
+
+def main(
+    argv: list[str] | None = None,
+    *,
+    clients: Clients | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    confirm: Callable[[str], str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> int:
+    """Run one command; return the exit code.
+
+    ``clients`` lets a caller supply the client factory (e.g. with botocore
+    event handlers registered); ``options`` passes engine options such as
+    ``lambda_dir`` and ``calendar_builder``.
+    """
+    o = _Out(out or sys.stdout, err or sys.stderr)
+    args = _parser().parse_args(argv)
+    config_path = getattr(args, "config", config_mod.DEFAULT_CONFIG)
+    try:
+        cfg = config_mod.load(config_path)
+        ctx = Context(cfg, clients or Clients(cfg.stack.region), options=dict(options or {}))
+        handler = COMMANDS[args.command]
+        return handler(ctx, args, o, confirm or input)
+    except ConfigError as exc:
+        o.error(str(exc))
+        return 1
+    except ProvisionError as exc:
+        o.error(str(exc))
+        return 1
+    except ClientError as exc:
+        o.error(_describe_client_error(exc))
+        return 1
+    except WaiterError as exc:
+        o.error(f"gave up waiting: {exc}. Re-run the same command; it continues where it stopped")
+        return 1
+    except (NoCredentialsError, NoRegionError) as exc:
+        o.error(f"{exc}. Configure AWS credentials (aws configure, or AWS_PROFILE) and re-run")
+        return 1
+    except BotoCoreError as exc:
+        o.error(f"{exc}. Re-run the same command once the problem is fixed")
+        return 1
+    except KeyboardInterrupt:
+        o.error("interrupted; re-run the same command to continue where it stopped")
+        return 130
+
+
+def _describe_client_error(exc: ClientError) -> str:
+    code, message = error_code(exc), error_message(exc)
+    op = exc.operation_name
+    attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    tried = f" (gave up after {attempts + 1} attempts)" if attempts else ""
+    if code in (
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestThrottled",
+        "ThrottledException",
+    ):
+        return (
+            f"AWS is throttling {op} ({code}){tried}. Nothing is lost: wait a minute and re-run the same "
+            "command; it continues where it stopped"
+        )
+    if code in (
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+    ):
+        return f"{op}: {code}: {message}. Check the AWS credentials and their permissions, then re-run"
+    return f"{op} failed: {code}: {message}{tried}. Fix the cause and re-run the same command"
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _confirm(o: _Out, confirm: Callable[[str], str], question: str) -> bool:
+    try:
+        answer = confirm(f"{question} Only 'yes' will be accepted: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != "yes":
+        o.line("Cancelled; nothing was changed.")
+        return False
+    return True
+
+
+def cmd_plan(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    plan = stack.engine().plan_up(ctx)
+    if args.json:
+        o.line(json.dumps(plan.as_json(), indent=2, sort_keys=True))
+    else:
+        o.line(plan.render())
+    if args.detailed_exitcode and not plan.empty:
+        return 2
+    return 0
+
+
+def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    engine = stack.engine()
+    plan = engine.plan_up(ctx)
+    if plan.empty:
+        o.line(plan.render())
+        return 0
+    o.line(plan.render())
+    if not args.yes and not _confirm(o, confirm, f"Apply these changes to stack {ctx.stack}?"):
+        return 1
+    ctx.ids.clear()
+    engine.apply(ctx, o.line)
+    o.line(f"Stack {ctx.stack} is up to date. `python -m provision outputs` shows how to reach it.")
+    return 0
+
+
+def cmd_down(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    ctx.options.update(delete_bucket=args.delete_bucket, release_ip=args.release_ip, force=args.force)
+    engine = stack.engine()
+    plan = engine.plan_down(ctx)
+    o.line(plan.render())
+    if plan.empty:
+        return 0
+    # Refuse early (e.g. a non-empty bucket without --force), before asking.
+    by_address = {r.address: r for r in engine.resources}
+    for c in plan.changes:
+        if c.action == "delete" and c.live is not None:
+            by_address[c.address].check_delete(ctx, c.live)
+    if not args.yes and not _confirm(o, confirm, f"Destroy these resources of stack {ctx.stack}?"):
+        return 1
+    engine.destroy(ctx, plan, o.line)
+    kept = [c.address for c in plan.changes if c.action == "noop"]
+    o.line(f"Stack {ctx.stack} removed" + (f"; kept: {', '.join(kept)}." if kept else "."))
+    return 0
+
+
+def _outputs(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.cfg
+    inst = find_instance(ctx)
+    addr = find_address(ctx) if cfg.instance.static_ip else None
+    pair = find_key_pair(ctx.clients.ec2, ctx.stack)
+    ip = (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress")
+    pem = f"{key_name(ctx.stack)}.pem"
+    param = parameter_name(pair["KeyPairId"]) if pair else None
+    host = f"{cfg.host.user}@{ip or '<public-ip>'}"
+    return {
+        "stack": ctx.stack,
+        "region": cfg.stack.region,
+        "bucket": config_mod.bucket_name(cfg),
+        "instance_id": (inst or {}).get("InstanceId"),
+        "instance_state": ((inst or {}).get("State") or {}).get("Name"),
+        "key_pair": key_name(ctx.stack) if pair else None,
+        "key_parameter": param,
+        "public_ip": ip,
+        "static_ip": bool(addr),
+        "key_command": f"python -m provision key --out {pem}",
+        "key_command_aws_cli": (
+            f'aws ssm get-parameter --name "{param}" --with-decryption '
+            f'--query "Parameter.Value" --output text > {pem} && chmod 400 {pem}'
+        )
+        if param
+        else None,
+        "ssh": f"ssh -i {pem} {host}",
+        "scp": f"scp -i {pem} <local-file-path> {host}:<remote-file-path>",
+    }
+
+
+def cmd_outputs(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    data = _outputs(ctx)
+    if args.json:
+        o.line(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    width = max(len(k) for k in data)
+    for k, v in data.items():
+        o.line(f"{k.ljust(width)}  {'-' if v is None else v}")
+    return 0
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    cfg = ctx.cfg
+    data = _outputs(ctx)
+    s = cfg.schedule
+    now = dt.datetime.now(dt.timezone.utc)
+    start = next_run(s.start, s.weekdays, s.timezone, now)
+    stop = next_run(s.stop, s.weekdays, s.timezone, now)
+    o.line(f"stack       {ctx.stack} ({cfg.stack.region})")
+    instance = data["instance_id"] or "- (not created; run up)"
+    o.line(f"instance    {instance}  {data['instance_state'] or ''}".rstrip())
+    ip_kind = "static (Elastic IP)" if data["static_ip"] else "changes on every start"
+    o.line(f"public ip   {data['public_ip'] or '-'}  {ip_kind if data['public_ip'] else ''}".rstrip())
+    o.line(f"next start  {start:%a %Y-%m-%d %H:%M} {s.timezone}")
+    o.line(f"next stop   {stop:%a %Y-%m-%d %H:%M} {s.timezone}")
+    o.line("            (the start Lambda skips exchange holidays from its calendar)")
+    if data["instance_id"]:
+        for line in _last_commands(ctx, data["instance_id"]):
+            o.line(line)
+    return 0
+
+
+def _last_commands(ctx: Context, instance_id: str) -> list[str]:
+    """The last sync / end-of-day command results the SSM history shows, if any."""
+    from provision.lambdas import EOD_COMMAND, SYNC_COMMAND
+
+    try:
+        commands = ctx.clients.ssm.list_commands(InstanceId=instance_id, MaxResults=50).get("Commands", [])
+    except ClientError:
+        return ["last runs  (SSM command history not readable)"]
+    lines = []
+    for label, wanted in (("last start", SYNC_COMMAND), ("last stop", EOD_COMMAND)):
+        runs = [c for c in commands if wanted in " ".join(c.get("Parameters", {}).get("commands", []))]
+        runs.sort(key=lambda c: c.get("RequestedDateTime") or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        if runs:
+            last = runs[-1]
+            when = last.get("RequestedDateTime")
+            when_s = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if when else "?"
+            lines.append(f"{label.ljust(11)} {last.get('Status', '?')} ({when_s}, {wanted})")
+        else:
+            lines.append(f"{label.ljust(11)} - (no {wanted!r} command in the SSM history)")
+    return lines
+
+
+def cmd_key(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    target: Path = args.out or Path(f"{key_name(ctx.stack)}.pem")
+    if target.exists():
+        raise ProvisionError(
+            f"{target} already exists; not overwriting it. Remove it or pass --out OTHER.pem"
+        )
+    name, private = read_private_key(ctx)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    except FileExistsError:
+        raise ProvisionError(f"{target} already exists; not overwriting it") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(private if private.endswith("\n") else private + "\n")
+    os.chmod(target, 0o400)
+    data = _outputs(ctx)
+    host = f"{ctx.cfg.host.user}@{data['public_ip'] or '<public-ip>'}"
+    o.line(f"Wrote the private key from {name} to {target} (mode 0400).")
+    o.line(f"SSH:  ssh -i {target} {host}")
+    o.line(f"SCP:  scp -i {target} <local-file-path> {host}:<remote-file-path>")
+    if not data["public_ip"]:
+        o.line("(the host has no public IP right now; it gets one when it runs, or set instance.static_ip)")
+    return 0
+
+
+def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    from provision import publish as publish_mod
+
+    cfg = ctx.cfg
+    bucket = config_mod.bucket_name(cfg)
+    prefixes = cfg.bucket.prefixes.as_dict()
+    s3 = ctx.clients.s3
+    if args.token is not None:
+        manifest = publish_mod.publish_token(
+            s3, bucket=bucket, prefixes=prefixes, token_file=args.token, log=o.line
+        )
+    else:
+        a = cfg.artifacts
+        manifest = publish_mod.publish(
+            s3,
+            bucket=bucket,
+            prefixes=prefixes,
+            code_dir=cfg.artifact_path(a.code_dir),
+            requirements=cfg.artifact_path(a.requirements),
+            keys_file=cfg.artifact_path(a.keys_file),
+            token_file=cfg.artifact_path(a.token_file),
+            wheelhouse=args.wheelhouse,
+            log=o.line,
+        )
+    o.line(f"Published release {manifest.get('release')} to s3://{bucket}/{prefixes['deploy']}manifest.json")
+    return 0
+
+
+Handler = Callable[[Context, argparse.Namespace, _Out, Callable[[str], str]], int]
+COMMANDS: dict[str, Handler] = {
+    "plan": cmd_plan,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "outputs": cmd_outputs,
+    "key": cmd_key,
+    "publish": cmd_publish,
+}
+
+__all__ = ["main", "Plan"]

@@ -1,0 +1,309 @@
+"""IAM: two separate least-privilege roles.
+
+- ``<stack>-instance`` (EC2, with an instance profile of the same name): read
+  the bucket's deploy and secrets prefixes, write the logs and ledger
+  prefixes, and AWS's ``AmazonSSMManagedInstanceCore`` for the SSM agent.
+- ``<stack>-scheduler`` (the start/stop Lambdas): start/stop this one
+  instance, send ``AWS-RunShellScript`` to it, read command results, publish
+  to the stack's topic, read the access token object's metadata, and write
+  its own log groups.
+
+No statement uses a ``*`` action. ``"Resource": "*"`` appears only where AWS
+offers no resource-level permission for the action; each such statement has a
+Sid that says so (see ``STAR_RESOURCE_SIDS``), and a comment here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from provision import tags
+from provision.aws import error_code, paginate
+from provision.bucket import _normal
+from provision.config import bucket_name
+from provision.engine import UNKNOWN, Context, Diff, Resource
+
+SSM_CORE = "AmazonSSMManagedInstanceCore"
+#: Statements allowed to use ``"Resource": "*"``, because AWS has no resource scoping for their actions.
+STAR_RESOURCE_SIDS = frozenset({"DescribeHasNoResourceScope", "CommandResultsHaveNoResourceScope"})
+
+
+def trust(service: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
+
+
+def instance_policy(ctx: Context) -> dict[str, Any]:
+    part, bucket = ctx.clients.partition, bucket_name(ctx.cfg)
+    p = ctx.cfg.bucket.prefixes
+    arn = f"arn:{part}:s3:::{bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ListReadablePrefixes",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [arn],
+                "Condition": {"StringLike": {"s3:prefix": [f"{p.deploy}*", f"{p.secrets}*"]}},
+            },
+            {
+                "Sid": "ReadDeployAndSecrets",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"{arn}/{p.deploy}*", f"{arn}/{p.secrets}*"],
+            },
+            {
+                "Sid": "WriteLogsAndLedger",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"{arn}/{p.logs}*", f"{arn}/{p.ledger}*"],
+            },
+        ],
+    }
+
+
+def scheduler_policy(ctx: Context) -> dict[str, Any]:
+    part, region, account = ctx.clients.partition, ctx.cfg.stack.region, ctx.clients.account_id
+    instance = ctx.id("instance_id")
+    instance_arn = f"arn:{part}:ec2:{region}:{account}:instance/{instance}"
+    token_key = ctx.cfg.bucket.prefixes.secrets + "access_token.txt"
+    log_groups = [
+        f"arn:{part}:logs:{region}:{account}:log-group:/aws/lambda/{ctx.stack}-{fn}"
+        for fn in ("start", "stop")
+    ]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "StartStopTheHost",
+                "Effect": "Allow",
+                "Action": ["ec2:StartInstances", "ec2:StopInstances"],
+                "Resource": [instance_arn],
+            },
+            # DescribeInstances / DescribeInstanceStatus support no resource-level permissions in IAM.
+            {
+                "Sid": "DescribeHasNoResourceScope",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeInstanceStatus", "ec2:DescribeInstances"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "RunCommandOnTheHost",
+                "Effect": "Allow",
+                "Action": ["ssm:SendCommand"],
+                "Resource": [instance_arn, f"arn:{part}:ssm:{region}::document/AWS-RunShellScript"],
+            },
+            # GetCommandInvocation, ListCommandInvocations and DescribeInstanceInformation (is the agent
+            # online?) support no resource-level permissions in IAM.
+            {
+                "Sid": "CommandResultsHaveNoResourceScope",
+                "Effect": "Allow",
+                "Action": [
+                    "ssm:DescribeInstanceInformation",
+                    "ssm:GetCommandInvocation",
+                    "ssm:ListCommandInvocations",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "Notify",
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": [f"{ctx.id('topic_arn')}"],
+            },
+            # HeadObject on the token (is it fresh?) needs s3:GetObject; only that one key.
+            {
+                "Sid": "TokenFreshness",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:{part}:s3:::{bucket_name(ctx.cfg)}/{token_key}"],
+            },
+            {
+                "Sid": "OwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": log_groups + [f"{g}:*" for g in log_groups],
+            },
+        ],
+    }
+
+
+def _doc(value: Any) -> Any:
+    if isinstance(value, str):
+        value = json.loads(unquote(value))
+    return _normal(value)
+
+
+def _has_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unknown(v) for v in value)
+    if isinstance(value, str):
+        return "(known after apply)" in value
+    return False
+
+
+class Role(Resource):
+    """A role with one inline policy, optional AWS managed policies and an optional instance profile."""
+
+    kind = ""
+    service = ""
+    managed: tuple[str, ...] = ()
+    with_profile = False
+
+    def name(self, ctx: Context) -> str:
+        return tags.resource_name(ctx.stack, self.kind)
+
+    def label(self, ctx: Context) -> str:
+        return self.name(ctx)
+
+    def policy(self, ctx: Context) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def find(self, ctx: Context) -> dict[str, Any] | None:
+        iam, name = ctx.clients.iam, self.name(ctx)
+        try:
+            role = iam.get_role(RoleName=name)["Role"]
+        except Exception as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return None
+            raise
+        inline = {}
+        for pname in paginate(iam, "list_role_policies", "PolicyNames", RoleName=name):
+            inline[pname] = _doc(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"])
+        attached = sorted(
+            p["PolicyName"]
+            for p in paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
+        )
+        live: dict[str, Any] = {
+            "arn": role["Arn"],
+            "trust": _doc(role["AssumeRolePolicyDocument"]),
+            "inline_policies": inline,
+            "managed_policies": attached,
+            "tags": tags.from_aws(iam.list_role_tags(RoleName=name).get("Tags")),
+        }
+        if self.with_profile:
+            try:
+                prof = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+                live["profile_roles"] = sorted(r["RoleName"] for r in prof.get("Roles", []))
+                live["profile_arn"] = prof["Arn"]
+            except Exception as exc:
+                if error_code(exc) != "NoSuchEntity":
+                    raise
+                live["profile_roles"] = None
+        return live
+
+    def desired(self, ctx: Context) -> dict[str, Any]:
+        want: dict[str, Any] = {
+            "trust": _normal(trust(self.service)),
+            "inline_policies": {f"{self.name(ctx)}-access": _normal(self.policy(ctx))},
+            "managed_policies": sorted(self.managed),
+            "tags": tags.resource_tags(ctx.stack, self.kind),
+        }
+        if self.with_profile:
+            want["profile_roles"] = [self.name(ctx)]
+        return want
+
+    def create(self, ctx: Context) -> None:
+        ctx.clients.iam.create_role(
+            RoleName=self.name(ctx),
+            AssumeRolePolicyDocument=json.dumps(trust(self.service)),
+            Description=f"SimpleTrader {self.kind} role of stack {ctx.stack}",
+            Tags=tags.to_aws(tags.resource_tags(ctx.stack, self.kind)),
+        )
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        iam, name = ctx.clients.iam, self.name(ctx)
+        part = ctx.clients.partition
+        for d in diffs:
+            if d.attr == "trust":
+                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust(self.service)))
+            elif d.attr == "inline_policies":
+                for pname in live["inline_policies"]:
+                    if pname not in d.new:
+                        iam.delete_role_policy(RoleName=name, PolicyName=pname)
+                for pname, doc in d.new.items():
+                    if live["inline_policies"].get(pname) != doc:
+                        iam.put_role_policy(
+                            RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(self.policy(ctx))
+                        )
+            elif d.attr == "managed_policies":
+                for pname in sorted(set(live["managed_policies"]) - set(d.new)):
+                    iam.detach_role_policy(RoleName=name, PolicyArn=f"arn:{part}:iam::aws:policy/{pname}")
+                for pname in sorted(set(d.new) - set(live["managed_policies"])):
+                    iam.attach_role_policy(RoleName=name, PolicyArn=f"arn:{part}:iam::aws:policy/{pname}")
+            elif d.attr == "tags":
+                iam.tag_role(RoleName=name, Tags=tags.to_aws(tags.resource_tags(ctx.stack, self.kind)))
+            elif d.attr == "profile_roles":
+                if live["profile_roles"] is None:
+                    try:
+                        iam.create_instance_profile(
+                            InstanceProfileName=name,
+                            Tags=tags.to_aws(tags.resource_tags(ctx.stack, self.kind)),
+                        )
+                    except Exception as exc:
+                        if error_code(exc) != "EntityAlreadyExists":
+                            raise
+                for other in live["profile_roles"] or []:
+                    if other != name:
+                        iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=other)
+                if name not in (live["profile_roles"] or []):
+                    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+                iam.get_waiter("instance_profile_exists").wait(InstanceProfileName=name)
+                ctx.cache["new_instance_profile"] = True
+
+    def delete(self, ctx: Context, live: dict[str, Any]) -> None:
+        iam, name = ctx.clients.iam, self.name(ctx)
+        if self.with_profile and live.get("profile_roles") is not None:
+            for r in live["profile_roles"]:
+                iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=r)
+            iam.delete_instance_profile(InstanceProfileName=name)
+        for pname in live["managed_policies"]:
+            iam.detach_role_policy(
+                RoleName=name, PolicyArn=f"arn:{ctx.clients.partition}:iam::aws:policy/{pname}"
+            )
+        for pname in live["inline_policies"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=pname)
+        iam.delete_role(RoleName=name)
+
+
+class InstanceRole(Role):
+    address = "iam.instance_role"
+    kind = "instance"
+    service = "ec2.amazonaws.com"
+    managed = (SSM_CORE,)
+    with_profile = True
+
+    def policy(self, ctx: Context) -> dict[str, Any]:
+        return instance_policy(ctx)
+
+    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
+        ctx.ids["instance_role_arn"] = live["arn"]
+        if live.get("profile_arn"):
+            ctx.ids["instance_profile_arn"] = live["profile_arn"]
+
+
+class SchedulerRole(Role):
+    address = "iam.scheduler_role"
+    kind = "scheduler"
+    service = "lambda.amazonaws.com"
+
+    def policy(self, ctx: Context) -> dict[str, Any]:
+        return scheduler_policy(ctx)
+
+    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
+        ctx.ids["scheduler_role_arn"] = live["arn"]
+
+    def desired(self, ctx: Context) -> dict[str, Any]:
+        want = super().desired(ctx)
+        if _has_unknown(self.policy(ctx)):
+            want["inline_policies"] = UNKNOWN
+        return want

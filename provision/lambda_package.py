@@ -1,0 +1,105 @@
+"""The one deterministic zip both Lambdas run (handlers ``start.handler`` and ``stop.handler``).
+
+Contents: every ``.py`` file under ``lambda/`` (no tests, no ``__pycache__``)
+and ``calendar.json`` computed by :func:`provision.trading_calendar.build_calendar`
+for the current and the next year. Entries are sorted, with a fixed timestamp
+and fixed permissions, so the same sources give the same bytes, the same
+sha256, and Lambda is not updated.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provision.config import Config
+from provision.errors import ProvisionError
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+CalendarBuilder = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Package:
+    data: bytes
+
+    @property
+    def sha256_b64(self) -> str:
+        """The hash the Lambda API reports as ``CodeSha256``."""
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
+
+
+def _is_source(path: Path, root: Path) -> bool:
+    rel = path.relative_to(root)
+    parts = rel.parts
+    if any(p in ("__pycache__", "tests", "test") or p.startswith(".") for p in parts[:-1]):
+        return False
+    name = parts[-1]
+    return (
+        name.endswith(".py")
+        and not name.startswith("test_")
+        and not name.endswith("_test.py")
+        and name != "conftest.py"
+    )
+
+
+def default_calendar_builder() -> CalendarBuilder:
+    try:
+        from provision.trading_calendar import build_calendar
+    except ImportError as exc:
+        raise ProvisionError(f"cannot build calendar.json for the Lambdas: {exc}") from None
+    return build_calendar
+
+
+def calendar_for(
+    cfg: Config, builder: CalendarBuilder | None = None, today: dt.date | None = None
+) -> dict[str, Any]:
+    year = (today or dt.date.today()).year
+    build = builder or default_calendar_builder()
+    try:
+        return build(
+            exchange=cfg.calendar.exchange,
+            timezone=cfg.schedule.timezone,
+            weekdays=list(cfg.schedule.weekdays),
+            extra_holidays=list(cfg.calendar.extra_holidays),
+            special_sessions=[{"date": s.date, "name": s.name} for s in cfg.calendar.special_sessions],
+            years=[year, year + 1],
+        )
+    except ValueError as exc:  # the builder's CalendarConfigError names the config key
+        raise ProvisionError(f"calendar: {exc}") from None
+
+
+def build(
+    cfg: Config,
+    lambda_dir: Path = LAMBDA_DIR,
+    builder: CalendarBuilder | None = None,
+    today: dt.date | None = None,
+) -> Package:
+    if not (lambda_dir / "start.py").is_file() or not (lambda_dir / "stop.py").is_file():
+        raise ProvisionError(f"{lambda_dir} must hold start.py and stop.py (the Lambda handlers)")
+    files = sorted(
+        (p for p in lambda_dir.rglob("*.py") if p.is_file() and _is_source(p, lambda_dir)),
+        key=lambda p: p.relative_to(lambda_dir).as_posix(),
+    )
+    entries: list[tuple[str, bytes]] = [(p.relative_to(lambda_dir).as_posix(), p.read_bytes()) for p in files]
+    calendar = calendar_for(cfg, builder, today)
+    entries.append(("calendar.json", (json.dumps(calendar, sort_keys=True, indent=1) + "\n").encode()))
+    entries.sort()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o100644 & 0xFFFF) << 16
+            info.create_system = 3
+            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return Package(buf.getvalue())
