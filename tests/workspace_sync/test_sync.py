@@ -1,0 +1,391 @@
+"""The host's sync / eod / status routine against the emulated bucket."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import importlib.machinery
+import importlib.util
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.workspace_sync.conftest import (
+    BUCKET,
+    CODE_DIR,
+    ROOT,
+    ROUTINE,
+    Host,
+    do_publish,
+    exchange_today,
+)
+
+
+def bucket_keys(s3: Any, prefix: str = "") -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+
+def body(s3: Any, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def venv_marker(host: Host) -> Path:
+    ready = host.ready()
+    assert ready is not None
+    return host.state_dir / "venvs" / ready["venv"] / ".simpletrader-complete"
+
+
+def put_manifest(s3: Any, manifest: dict[str, Any]) -> None:
+    s3.put_object(Bucket=BUCKET, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
+
+
+def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
+    assert host.ready() == ready_before
+    assert host.workdir.is_symlink()
+    assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
+    assert (host.workdir / "src" / "setup" / "setup.py").is_file()
+    assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
+
+
+# --------------------------------------------------------------------------- source checks
+
+
+def test_routine_is_python39_syntax_and_lint_clean() -> None:
+    source = ROUTINE.read_text()
+    ast.parse(source, filename=str(ROUTINE), feature_version=(3, 9))
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff not installed next to the test interpreter")
+    proc = subprocess.run([str(ruff), "check", "--target-version", "py39", str(ROUTINE)], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout
+
+
+# --------------------------------------------------------------------------- a trading day
+
+
+def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    first = host.run("sync")
+    assert first.returncode == 0, first.stdout + first.stderr
+    ready = host.ready()
+    assert ready is not None
+    assert first.last == f"sync: ready release={published['release']} venv={ready['venv']}"
+    assert ready["release"] == published["release"]
+    assert ready["date"] == exchange_today()
+    reqs = (CODE_DIR / "requirements.txt").read_bytes()
+    assert ready["venv"] == hashlib.sha256(reqs).hexdigest()
+
+    # The workdir is a symlink to the release; secrets are 0600 and owned by the owner.
+    assert host.workdir.is_symlink()
+    release_dir = Path(os.path.realpath(host.workdir))
+    assert release_dir.parent == host.releases and release_dir.name.startswith(published["release"] + "_")
+    for secret in ("keys.json", "access_token.txt"):
+        st = (host.workdir / secret).stat()
+        assert stat.S_IMODE(st.st_mode) == 0o600
+        assert st.st_uid == os.getuid()
+    assert (host.workdir / "keys.json").read_bytes() == (ROOT / "example/secrets/keys.json").read_bytes()
+    code = "src/setup/setup.py"
+    assert (host.workdir / code).read_bytes() == (CODE_DIR / code).read_bytes()
+    assert "keys.json has keys: api_key, api_secret, user_id" in first.stdout
+
+    # The venv has the pinned package from the wheelhouse, and the trading jobs run with it.
+    six = subprocess.run([ready["python"], "-c", "import six; print(six.__version__)"], capture_output=True,
+                         text=True, check=True)
+    assert six.stdout.strip() == "1.16.0"
+    host.run_job("src/setup/pre_market_setup.py")
+    trading = host.run_job("src/setup/setup.py")
+    assert "FAKE" not in trading.stdout
+    today = exchange_today()
+    assert (host.workdir / "trade_logs" / today / "trades.csv").is_file()
+
+    status = host.run("status")
+    assert status.returncode == 0
+    assert "NOT uploaded" in status.stdout
+    assert status.last.startswith(f"status: ready marker release={published['release']} date={today} (today)")
+
+    # End of day: closure runs, trade logs and ledger land in the bucket.
+    eod = host.run("eod")
+    assert eod.returncode == 0, eod.stdout + eod.stderr
+    assert eod.last == f"eod: uploaded 3 files (logs/{today}/, ledger/)"
+    assert bucket_keys(s3, "logs/") == {f"logs/{today}/trades.csv", f"logs/{today}/summary.txt"}
+    trades = host.workdir / "trade_logs" / today / "trades.csv"
+    assert body(s3, f"logs/{today}/trades.csv") == trades.read_bytes()
+    assert b"trades 3" in body(s3, f"logs/{today}/summary.txt")
+    assert body(s3, "ledger/ledger.csv") == (host.workdir / "ledger" / "ledger.csv").read_bytes()
+    marker = json.loads((host.workdir / ".simpletrader-uploaded.json").read_text())
+    assert set(marker["files"]) == {f"trade_logs/{today}/trades.csv", f"trade_logs/{today}/summary.txt",
+                                    "ledger/ledger.csv"}
+    again = host.run("eod")
+    assert again.returncode == 0 and "0 files" in again.last and "3 already uploaded" in again.last
+
+    # Next morning: same requirements, so the venv is reused, not rebuilt; the ledger carries over.
+    marker_before = venv_marker(host).read_text()
+    second = host.run("sync")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "reusing virtualenv" in second.stdout and "building virtualenv" not in second.stdout
+    assert venv_marker(host).read_text() == marker_before
+    new_release = Path(os.path.realpath(host.workdir))
+    assert new_release != release_dir and release_dir.is_dir()  # keep_releases=2
+    ledger = Path("ledger", "ledger.csv")
+    assert (new_release / ledger).read_bytes() == (release_dir / ledger).read_bytes()
+    assert not (new_release / "trade_logs").exists()
+
+
+# --------------------------------------------------------------------------- failures keep the last workspace
+
+
+def test_hash_mismatch_and_missing_object_keep_previous_workspace(
+        host: Host, s3: Any, published: dict[str, Any]) -> None:
+    assert host.run("sync").returncode == 0
+    before = host.ready()
+    assert before is not None
+
+    # The bucket's code archive no longer matches the manifest.
+    code_key = next(o["key"] for o in published["objects"] if o["role"] == "code")
+    original = body(s3, code_key)
+    s3.put_object(Bucket=BUCKET, Key=code_key, Body=original[:-1] + bytes([original[-1] ^ 1]))
+    bad = host.run("sync")
+    assert bad.returncode != 0
+    assert bad.last.startswith("sync: FAILED sha256 mismatch for " + code_key)
+    assert_workspace_intact(host, before)
+    assert not (host.state_dir / "staging.partial").exists()
+
+    # An object the manifest lists is gone.
+    s3.put_object(Bucket=BUCKET, Key=code_key, Body=original)
+    s3.delete_object(Bucket=BUCKET, Key="secrets/keys.json")
+    missing = host.run("sync")
+    assert missing.returncode != 0
+    assert missing.last.startswith("sync: FAILED object secrets/keys.json listed in the manifest is missing")
+    assert_workspace_intact(host, before)
+
+    # A size mismatch is refused too.
+    s3.put_object(Bucket=BUCKET, Key="secrets/keys.json", Body=b'{"api_key": "x"}')
+    short = host.run("sync")
+    assert short.returncode != 0 and "size mismatch for secrets/keys.json" in short.last
+    assert_workspace_intact(host, before)
+
+
+def test_manifest_problems_are_refused(host: Host, s3: Any) -> None:
+    missing = host.run("sync")
+    assert missing.returncode != 0
+    assert missing.last == (f"sync: FAILED no manifest at s3://{BUCKET}/deploy/manifest.json; "
+                            "run `provision publish` first")
+    put_manifest(s3, {"version": 2, "release": "x", "objects": []})
+    future = host.run("sync")
+    assert future.returncode != 0 and "manifest version 2 is not supported" in future.last
+    assert host.ready() is None and not host.workdir.exists()
+
+
+def test_unsafe_code_archive_is_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        data = b"owned"
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    archive = gzip.compress(raw.getvalue())
+    manifest = dict(published)
+    manifest["objects"] = [dict(o) for o in published["objects"]]
+    code = next(o for o in manifest["objects"] if o["role"] == "code")
+    s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
+    code.update(size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
+    put_manifest(s3, manifest)
+    result = host.run("sync")
+    assert result.returncode != 0
+    assert "unsafe path" in result.last
+    assert not (host.releases / "escape.txt").exists() and not (host.base / "escape.txt").exists()
+    assert host.ready() is None
+
+
+def test_pip_failure_keeps_previous_workspace(host: Host, s3: Any, wheelhouse: Path, tmp_path: Path,
+                                              published: dict[str, Any]) -> None:
+    assert host.run("sync").returncode == 0
+    before = host.ready()
+    assert before is not None
+    bad_code = tmp_path / "code"
+    subprocess.run(["cp", "-r", str(CODE_DIR), str(bad_code)], check=True)
+    (bad_code / "requirements.txt").write_text("six==1.16.0\nno-such-package-simpletrader==9.9\n")
+    do_publish(s3, wheelhouse, code_dir=bad_code, requirements=bad_code / "requirements.txt")
+    result = host.run("sync")
+    assert result.returncode != 0
+    assert result.last.startswith("sync: FAILED pip install from the wheelhouse failed")
+    assert_workspace_intact(host, before)
+    bad_hash = hashlib.sha256((bad_code / "requirements.txt").read_bytes()).hexdigest()
+    assert not (host.state_dir / "venvs" / bad_hash).exists()
+    assert sorted(p.name for p in (host.state_dir / "venvs").iterdir()) == [before["venv"]]
+
+
+# --------------------------------------------------------------------------- interruption and concurrency
+
+
+def wait_for(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+def downloading(host: Host) -> bool:
+    """The sync has made its .partial release and downloaded the first object."""
+    started = any(p.name.endswith(".partial") for p in host.release_dirs())
+    return started and (host.state_dir / "staging.partial" / "code.tar.gz").exists()
+
+
+def test_killed_mid_download_then_clean_rerun(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    proc = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="30")
+    try:
+        wait_for(lambda: downloading(host))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    leftovers = host.release_dirs()
+    assert leftovers and all(p.name.endswith(".partial") for p in leftovers)
+    assert host.ready() is None and not host.workdir.exists()
+
+    rerun = host.run("sync")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "removing leftover" in rerun.stdout
+    dirs = host.release_dirs()
+    assert len(dirs) == 1 and not dirs[0].name.endswith(".partial")
+    assert not (host.state_dir / "staging.partial").exists()
+    assert not [p for p in (host.state_dir / "wheelhouse").iterdir() if p.name.endswith(".partial")]
+
+
+def test_two_syncs_at_once(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    slow = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="0.5")
+    try:
+        wait_for(lambda: any(p.name.endswith(".partial") for p in host.release_dirs()))
+        busy = host.run("sync")
+        assert busy.returncode != 0
+        assert busy.last.startswith("sync: FAILED busy: another simpletrader job holds the lock")
+        eod_busy = host.run("eod")
+        assert eod_busy.returncode != 0 and eod_busy.last.startswith("eod: FAILED busy")
+        out, err = slow.communicate(timeout=120)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+            slow.communicate()
+    assert slow.returncode == 0, out + err
+    assert out.strip().splitlines()[-1].startswith(f"sync: ready release={published['release']}")
+    dirs = host.release_dirs()
+    assert len(dirs) == 1 and Path(os.path.realpath(host.workdir)) == dirs[0]
+    assert (host.workdir / "src/setup/setup.py").is_file()
+
+
+def test_lock_held_by_a_cron_job(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    import fcntl
+
+    host.lock_file.touch()
+    with open(host.lock_file) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = host.run("sync")
+        status = host.run("status")
+    assert result.returncode != 0 and "busy" in result.last
+    assert "lock " in status.stdout and ": held" in status.stdout
+    assert host.ready() is None
+
+
+# --------------------------------------------------------------------------- nothing is lost
+
+
+def test_unuploaded_data_is_uploaded_before_pruning(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    yesterday, before = exchange_today(-1), exchange_today(-2)
+    # A host set up by the original CDK app: the workdir is a plain directory with trade data.
+    legacy = host.workdir
+    (legacy / "trade_logs" / before).mkdir(parents=True)
+    (legacy / "trade_logs" / before / "trades.csv").write_text("legacy trades\n")
+    (legacy / "ledger").mkdir()
+    (legacy / "ledger" / "ledger.csv").write_text("date,symbol\nlegacy,row\n")
+    host.overrides["keep_releases"] = 1
+
+    first = host.run("sync")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "moving the existing workdir" in first.stdout
+    assert body(s3, f"logs/{before}/trades.csv") == b"legacy trades\n"
+    # keep_releases=1, and its data is confirmed uploaded, so the legacy copy went.
+    assert "pruning release legacy-" in first.stdout
+    assert [p.name for p in host.release_dirs()] == [Path(os.path.realpath(host.workdir)).name]
+    assert (host.workdir / "ledger" / "ledger.csv").read_text() == "date,symbol\nlegacy,row\n"
+
+    # Yesterday's trading, but the end-of-day routine never ran (instance stopped early).
+    day = host.workdir / "trade_logs" / yesterday
+    day.mkdir(parents=True)
+    (day / "trades.csv").write_text("yesterday's trades\n")
+    with open(host.workdir / "ledger" / "ledger.csv", "a") as fh:
+        fh.write("yesterday,row\n")
+    old_release = Path(os.path.realpath(host.workdir))
+
+    second = host.run("sync")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"unconfirmed trade data file(s) of release {old_release.name}" in second.stdout
+    assert body(s3, f"logs/{yesterday}/trades.csv") == b"yesterday's trades\n"
+    assert body(s3, "ledger/ledger.csv") == b"date,symbol\nlegacy,row\nyesterday,row\n"
+    assert not old_release.exists()
+    assert (host.workdir / "ledger" / "ledger.csv").read_text().endswith("yesterday,row\n")
+
+
+def load_routine() -> Any:
+    loader = importlib.machinery.SourceFileLoader("simpletrader_workspace", str(ROUTINE))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+class UploadsFail:
+    """An S3 client whose uploads fail (downloads still work)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def put_object(self, **_kwargs: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_data_that_cannot_be_uploaded_is_kept(host: Host, s3: Any, published: dict[str, Any],
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    host.overrides["keep_releases"] = 1
+    assert host.run("sync").returncode == 0
+    old_release = Path(os.path.realpath(host.workdir))
+    day = old_release / "trade_logs" / exchange_today(-1)
+    day.mkdir(parents=True)
+    (day / "trades.csv").write_text("precious\n")
+
+    routine = load_routine()
+    cfg = routine.load_config(str(host.config_path))
+    monkeypatch.setattr(routine, "s3_client", lambda c: UploadsFail(boto3.client(
+        "s3", region_name=c.region, endpoint_url=c.endpoint_url)))
+    result = routine.do_sync(cfg)
+    out = capsys.readouterr().out
+    assert result.startswith(f"ready release={published['release']}")
+    assert "could not upload the trade data of " + old_release.name in out
+    assert f"keeping {old_release.name}: its trade data is not confirmed uploaded" in out
+    assert (day / "trades.csv").read_text() == "precious\n"
+    assert Path(os.path.realpath(host.workdir)) != old_release
+
+    # Once uploads work again (a real client, in a new process), the next sync uploads it, then prunes it.
+    again = host.run("sync")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert body(s3, f"logs/{exchange_today(-1)}/trades.csv") == b"precious\n"
+    assert not old_release.exists()
