@@ -118,7 +118,7 @@ class Stack:
 
     def notifications(self) -> list[dict[str, str]]:
         """Everything published to the topic so far, read from the subscribed queue."""
-        out = []
+        out: list[dict[str, str]] = []
         while True:
             resp = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
                                             WaitTimeSeconds=0)

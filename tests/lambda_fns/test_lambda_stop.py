@@ -1,0 +1,141 @@
+"""The stop function against the emulator: end-of-day routine first, then stop, whatever happens."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import stop
+from fnhelpers import (
+    EOD_COMMAND,
+    FakeClock,
+    Stack,
+    answer_first,
+    budget,
+    command_status,
+    error_response,
+    force_instance_state,
+    ist,
+)
+from st_runtime import Event, InvocationFailed
+
+DAY = "2026-01-28"
+
+
+def run(stack: Stack, clock: FakeClock | None = None, *, dry_run: bool = False,
+        remaining: float | None = None, event_time: datetime | None = None) -> dict[str, Any]:
+    clock = clock or FakeClock(ist(f"{DAY} 15:40") + timedelta(seconds=3))
+    return stop.run_stop(event=Event(time=event_time or ist(f"{DAY} 15:40"), dry_run=dry_run),
+                         settings=stack.settings, ec2=stack.ec2, ssm=stack.ssm, sns=stack.sns, clock=clock,
+                         budget=budget(clock, remaining))
+
+
+def run_failing(stack: Stack, clock: FakeClock | None = None, **kw: Any) -> dict[str, Any]:
+    with pytest.raises(InvocationFailed) as info:
+        run(stack, clock, **kw)
+    return info.value.result
+
+
+def test_stop_when_running_runs_eod_then_stops(stack: Stack) -> None:
+    order: list[str] = []
+    stack.ssm.meta.events.register("before-call.ssm.SendCommand", lambda **_: order.append("eod"))
+    stack.ec2.meta.events.register("before-call.ec2.StopInstances", lambda **_: order.append("stop"))
+    result = run(stack)
+    assert result["outcome"] == "stopped" and result["ok"]
+    assert result["state_before"] == "running" and result["state_after"] == "stopped"
+    assert stack.state() == "stopped"
+    assert order == ["eod", "stop"]
+    [cmd] = stack.commands()
+    assert cmd["DocumentName"] == "AWS-RunShellScript"
+    assert cmd["InstanceIds"] == [stack.instance_id]
+    assert cmd["Parameters"]["commands"] == [EOD_COMMAND]
+    [note] = stack.notifications()
+    assert note["subject"] == f"simpletrader stop {DAY}: end of day done, instance stopped"
+    assert "running -> stopped" in note["message"]
+
+
+def test_stop_when_stopped_is_a_reported_no_op(stack: Stack) -> None:
+    stack.stop_now()
+    stops = stack.count(stack.ec2, "ec2.StopInstances")
+    result = run(stack)
+    assert result["outcome"] == "already-stopped" and result["ok"]
+    assert stops() == 0 and stack.commands() == []
+    [note] = stack.notifications()
+    assert note["subject"] == f"simpletrader stop {DAY}: instance already stopped"
+
+
+def test_stop_while_stopping_waits_and_reports(stack: Stack) -> None:
+    stack.stop_now()
+    force_instance_state(stack.ec2, "stopping", times=2)
+    result = run(stack)
+    assert result["outcome"] == "already-stopped"
+    assert result["state_before"] == "stopping" and result["state_after"] == "stopped"
+    assert stack.commands() == []
+
+
+def test_failed_eod_still_stops_and_fails_the_invocation(stack: Stack) -> None:
+    command_status(stack.ssm, "Failed", stdout="eod: FAILED upload of trade_logs", code=2)
+    result = run_failing(stack)
+    assert result["outcome"] == "eod-failed" and not result["ok"]
+    assert result["state_after"] == "stopped" and stack.state() == "stopped"
+    assert "eod: FAILED upload of trade_logs" in result["error"]
+    [note] = stack.notifications()
+    assert note["subject"] == f"simpletrader stop {DAY}: end of day FAILED, instance stopped"
+    assert "stopped anyway" in note["message"] and "exit 2" in note["message"]
+
+
+def test_eod_past_the_deadline_still_stops(stack: Stack) -> None:
+    stack.with_settings(command_timeout_seconds=120)
+    command_status(stack.ssm, "InProgress")
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    result = run_failing(stack, clock)
+    assert result["command"]["status"] == "DeadlineExceeded"
+    assert 119 <= clock.slept <= 120
+    assert stack.state() == "stopped" and result["outcome"] == "eod-failed"
+
+
+def test_eod_deadline_leaves_time_to_stop_within_the_function_timeout(stack: Stack) -> None:
+    command_status(stack.ssm, "InProgress")
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    result = run_failing(stack, clock, remaining=300.0)
+    # 300s left: 20s reporting reserve and 120s to stop leave 160s for the routine.
+    assert clock.slept <= 160.0
+    assert stack.state() == "stopped" and result["outcome"] == "eod-failed"
+
+
+def test_agent_not_ready_at_stop_is_retried(stack: Stack) -> None:
+    sends = answer_first(stack.ssm, "before-call.ssm.SendCommand", 2,
+                         lambda: error_response("InvalidInstanceId", "not registered"))
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    result = run(stack, clock)
+    assert sends == [3] and result["outcome"] == "stopped"
+    assert clock.sleeps[:2] == [2.0, 4.0]
+
+
+def test_unreachable_agent_still_stops(stack: Stack) -> None:
+    stack.with_settings(agent_wait_seconds=30)
+    answer_first(stack.ssm, "before-call.ssm.SendCommand", 10**6,
+                 lambda: error_response("InvalidInstanceId", "not registered"))
+    result = run_failing(stack)
+    assert "SSM agent" in result["error"]
+    assert stack.state() == "stopped" and result["outcome"] == "eod-failed"
+
+
+def test_stop_that_fails_is_reported_as_not_stopped(stack: Stack) -> None:
+    answer_first(stack.ec2, "before-call.ec2.StopInstances", 10**6,
+                 lambda: error_response("UnauthorizedOperation", "not allowed to stop"))
+    result = run_failing(stack)
+    assert result["outcome"] == "failed" and result["state_after"] == "running"
+    [note] = stack.notifications()
+    assert note["subject"] == f"simpletrader stop {DAY}: FAILED, instance not stopped"
+    assert "UnauthorizedOperation" in note["message"] and "stop it by hand" in note["message"]
+
+
+def test_dry_run_changes_nothing(stack: Stack) -> None:
+    stops = stack.count(stack.ec2, "ec2.StopInstances")
+    result = run(stack, dry_run=True)
+    assert result["outcome"] == "dry-run"
+    assert any(EOD_COMMAND in w for w in result["would"])
+    assert stops() == 0 and stack.state() == "running"
+    assert stack.commands() == [] and stack.notifications() == []
