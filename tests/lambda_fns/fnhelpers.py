@@ -285,3 +285,19 @@ def token_modified_at(client: Any, when: datetime) -> None:
             parsed["LastModified"] = when
 
     client.meta.events.register("after-call.s3.HeadObject", handler)
+
+
+def record_params(client: Any, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every ``operation`` call (e.g. 'ssm.SendCommand') made through ``client``.
+
+    The emulator's record of SendCommand lists every instance in the region
+    as a target, so the exact request is checked here.
+    """
+    service, op = operation.split(".")
+    calls: list[dict[str, Any]] = []
+
+    def handler(params: dict[str, Any], **_: Any) -> None:
+        calls.append(json.loads(json.dumps(params)))
+
+    client.meta.events.register(f"provide-client-params.{service}.{op}", handler)
+    return calls

@@ -17,6 +17,7 @@ from fnhelpers import (
     error_response,
     force_instance_state,
     ist,
+    record_params,
     token_modified_at,
 )
 from st_runtime import Event, InvocationFailed
@@ -54,6 +55,7 @@ def invalid_instance() -> Any:
 
 def test_start_from_stopped_starts_syncs_and_reports(stack: Stack) -> None:
     stack.stop_now()
+    sent = record_params(stack.ssm, "ssm.SendCommand")
     result = run(stack)
     assert result["outcome"] == "synced" and result["ok"]
     assert result["state_before"] == "stopped" and result["state_after"] == "running"
@@ -62,7 +64,9 @@ def test_start_from_stopped_starts_syncs_and_reports(stack: Stack) -> None:
     assert result["calendar"] == {"date": WEDNESDAY, "open": True, "reason": "trading-day", "name": None}
     [cmd] = stack.commands()
     assert cmd["DocumentName"] == "AWS-RunShellScript"
-    assert cmd["InstanceIds"] == [stack.instance_id]
+    assert stack.instance_id in cmd["InstanceIds"]
+    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]["commands"]) for c in sent] == [
+        ([stack.instance_id], "AWS-RunShellScript", [SYNC_COMMAND])]
     assert cmd["Parameters"]["commands"] == [SYNC_COMMAND]
     assert result["command"]["id"] == cmd["CommandId"] and result["command"]["status"] == "Success"
     [note] = stack.notifications()

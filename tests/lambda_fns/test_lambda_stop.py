@@ -17,6 +17,7 @@ from fnhelpers import (
     error_response,
     force_instance_state,
     ist,
+    record_params,
 )
 from st_runtime import Event, InvocationFailed
 
@@ -41,6 +42,7 @@ def test_stop_when_running_runs_eod_then_stops(stack: Stack) -> None:
     order: list[str] = []
     stack.ssm.meta.events.register("before-call.ssm.SendCommand", lambda **_: order.append("eod"))
     stack.ec2.meta.events.register("before-call.ec2.StopInstances", lambda **_: order.append("stop"))
+    sent = record_params(stack.ssm, "ssm.SendCommand")
     result = run(stack)
     assert result["outcome"] == "stopped" and result["ok"]
     assert result["state_before"] == "running" and result["state_after"] == "stopped"
@@ -48,7 +50,9 @@ def test_stop_when_running_runs_eod_then_stops(stack: Stack) -> None:
     assert order == ["eod", "stop"]
     [cmd] = stack.commands()
     assert cmd["DocumentName"] == "AWS-RunShellScript"
-    assert cmd["InstanceIds"] == [stack.instance_id]
+    assert stack.instance_id in cmd["InstanceIds"]
+    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]["commands"]) for c in sent] == [
+        ([stack.instance_id], "AWS-RunShellScript", [EOD_COMMAND])]
     assert cmd["Parameters"]["commands"] == [EOD_COMMAND]
     [note] = stack.notifications()
     assert note["subject"] == f"simpletrader stop {DAY}: end of day done, instance stopped"
