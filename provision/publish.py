@@ -23,9 +23,12 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from provision.errors import ProvisionError
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -57,7 +60,7 @@ FIXED_MTIME = 0
 Log = Callable[[str], None]
 
 
-class PublishError(ValueError):
+class PublishError(ProvisionError, ValueError):
     """Bad input or a bucket state that publishing cannot work with; the message says what to do."""
 
 
@@ -135,7 +138,7 @@ def _requirement_lines(requirements: Path) -> list[str]:
 
 def _validate(
     code_dir: Path, requirements: Path, keys_file: Path, token_file: Path, wheelhouse: Path | None
-) -> tuple[list[str], list[Path]]:
+) -> tuple[list[str], list[str], list[Path]]:
     if not code_dir.is_dir():
         raise PublishError(
             f"code directory {code_dir} does not exist or is not a directory; "
@@ -152,12 +155,12 @@ def _validate(
                 f"wheelhouse {wheelhouse} is not a directory; build it with build_wheelhouse()"
             )
         wheels = sorted(p for p in wheelhouse.iterdir() if p.is_file() and p.name.endswith(".whl"))
-    if reqs and not wheels:
-        raise PublishError(
-            f"{requirements} lists packages but no wheelhouse was given (or it has no .whl "
-            "files); the host installs with --no-index, so build one with build_wheelhouse()"
-        )
-    return key_names, wheels
+        if reqs and not wheels:
+            raise PublishError(
+                f"wheelhouse {wheelhouse} has no .whl files but {requirements} lists packages; the host "
+                "installs with --no-index: build it with build_wheelhouse() or omit it to build one here"
+            )
+    return key_names, reqs, wheels
 
 
 # --------------------------------------------------------------------------- archive
@@ -328,14 +331,56 @@ def publish(
     token_file: Path,
     wheelhouse: Path | None,
     log: Log = print,
+    python_version: str = "3.9",
+    platforms: Sequence[str] = DEFAULT_PLATFORMS,
 ) -> dict[str, Any]:
-    """Publish a release; returns the manifest written (last) to ``<deploy>manifest.json``."""
+    """Publish a release; returns the manifest written (last) to ``<deploy>manifest.json``.
+
+    ``wheelhouse`` is a directory of wheels built for the host. When it is
+    None and requirements.txt lists packages, one is built here first with
+    ``build_wheelhouse(requirements, <temp dir>, python_version, platforms)``
+    (still before any AWS call).
+    """
     code_dir, requirements = Path(code_dir), Path(requirements)
     keys_file, token_file = Path(keys_file), Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
-    key_names, wheels = _validate(
+    key_names, reqs, wheels = _validate(
         code_dir, requirements, keys_file, token_file, Path(wheelhouse) if wheelhouse is not None else None
     )
+    if wheelhouse is None and reqs:
+        with tempfile.TemporaryDirectory(prefix="simpletrader-wheelhouse-") as tmp:
+            built = build_wheelhouse(requirements, Path(tmp), python_version, platforms, log=log)
+            return _upload_release(
+                s3,
+                bucket,
+                deploy,
+                secrets,
+                code_dir,
+                requirements,
+                keys_file,
+                token_file,
+                key_names,
+                built,
+                log,
+            )
+    return _upload_release(
+        s3, bucket, deploy, secrets, code_dir, requirements, keys_file, token_file, key_names, wheels, log
+    )
+
+
+def _upload_release(
+    s3: Any,
+    bucket: str,
+    deploy: str,
+    secrets: str,
+    code_dir: Path,
+    requirements: Path,
+    keys_file: Path,
+    token_file: Path,
+    key_names: list[str],
+    wheels: list[Path],
+    log: Log,
+) -> dict[str, Any]:
 
     archive = build_code_archive(code_dir)
     req_data = requirements.read_bytes()
