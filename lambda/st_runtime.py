@@ -31,7 +31,9 @@ LOGGER = logging.getLogger("simpletrader")
 LOGGER.setLevel(logging.INFO)
 
 RUN_SHELL_DOCUMENT = "AWS-RunShellScript"
-TERMINAL_COMMAND_STATUSES = frozenset({"Success", "Failed", "Cancelled", "TimedOut"})
+# Invocation statuses that may still change; anything else (Success, Failed, Cancelled,
+# TimedOut, and any status a newer API adds) is final.
+RUNNING_COMMAND_STATUSES = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 # Deadline handling: stop polling this long before the function's own timeout,
 # so there is time left to report (and, for stop, to stop the instance).
 REPORT_RESERVE_SECONDS = 20.0
@@ -368,7 +370,7 @@ def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float
             inv = None
         if inv is not None:
             status = str(inv.get("Status", "Pending"))
-            if status in TERMINAL_COMMAND_STATUSES:
+            if status not in RUNNING_COMMAND_STATUSES:
                 code = inv.get("ResponseCode")
                 return CommandResult(command_id, status, int(code) if code is not None else None,
                                      _last_line(inv.get("StandardOutputContent")),

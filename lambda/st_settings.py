@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 HERE = Path(__file__).resolve().parent
 
@@ -107,6 +107,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
+        if not available_timezones():
+            raise SettingsError(
+                f"environment variable ST_TIMEZONE={timezone!r} cannot be resolved: this runtime has no "
+                "time zone database (install tzdata in the package)") from None
         raise SettingsError(
             f"environment variable ST_TIMEZONE={timezone!r} is not an IANA time zone") from None
 

@@ -71,7 +71,7 @@ def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str
         code = error_code(err)
         log.warning("token-check", key=settings.token_key, problem=code or "error")
         return (f"access token s3://{settings.bucket}/{settings.token_key} could not be checked ({code}); "
-                "upload a fresh one with 'provision publish --token FILE'")
+                "upload a fresh one with 'python -m provision publish --token FILE'")
     modified: datetime = head["LastModified"]
     fresh = modified >= fresh_after
     modified_local = modified.astimezone(zone)
@@ -84,7 +84,7 @@ def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str
     return (f"access token s3://{settings.bucket}/{settings.token_key} was last updated "
             f"{modified_local:%Y-%m-%d %H:%M} ({settings.timezone}), before today's "
             f"{settings.token_fresh_after_text}; Zerodha tokens expire then. Upload a fresh one with "
-            "'provision publish --token FILE' before the trading job runs.")
+            "'python -m provision publish --token FILE' before the trading job runs.")
 
 
 def _decide(calendar: TradingCalendar, settings: Settings, event: Event, clock: Clock,
