@@ -20,14 +20,15 @@ notification either).
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any, NoReturn
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from st_calendar import Decision, TradingCalendar
 from st_runtime import (
+    RUN_SHELL_DOCUMENT,
     Budget,
     Clock,
     CommandResult,
@@ -67,8 +68,8 @@ def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str
     fresh_after = datetime.combine(local_now.date(), time(hh, mm), tzinfo=zone)
     try:
         head = s3.head_object(Bucket=settings.bucket, Key=settings.token_key)
-    except ClientError as err:
-        code = error_code(err)
+    except (ClientError, BotoCoreError) as err:
+        code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
         log.warning("token-check", key=settings.token_key, problem=code or "error")
         return (f"access token s3://{settings.bucket}/{settings.token_key} could not be checked ({code}); "
                 "upload a fresh one with 'python -m provision publish --token FILE'")
@@ -87,10 +88,8 @@ def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str
             "'python -m provision publish --token FILE' before the trading job runs.")
 
 
-def _decide(calendar: TradingCalendar, settings: Settings, event: Event, clock: Clock,
-            log: StepLog, warnings: list[str]) -> Decision:
-    moment = event.time or clock.now()
-    day = moment.astimezone(settings.zone).date()
+def _decide(calendar: TradingCalendar, settings: Settings, day: date, event: Event, log: StepLog,
+            warnings: list[str]) -> Decision:
     if calendar.timezone != settings.timezone:
         warnings.append(f"calendar.json is for {calendar.timezone} but ST_TIMEZONE is {settings.timezone}; "
                         "the date was judged in ST_TIMEZONE")
@@ -108,9 +107,11 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
     """The start logic. Returns the result dict; raises InvocationFailed after reporting a failure."""
     log = log or StepLog(FN)
     warnings: list[str] = []
+    # The day the run is for: the scheduled time's exchange-local date (late runs judge that day).
+    day = (event.time or clock.now()).astimezone(settings.zone).date()
     result: dict[str, Any] = {
         "function": FN, "outcome": "failed", "ok": False, "dry_run": event.dry_run, "force": event.force,
-        "date": None, "instance_id": settings.instance_id, "calendar": None, "state_before": None,
+        "date": day.isoformat(), "instance_id": settings.instance_id, "calendar": None, "state_before": None,
         "state_after": None, "command": None, "actions": [], "warnings": warnings, "error": None,
     }
     actions: list[str] = result["actions"]
@@ -118,8 +119,7 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
     try:
         if calendar is None:
             calendar = TradingCalendar.load(settings.calendar_file)
-        decision = _decide(calendar, settings, event, clock, log, warnings)
-        result["date"] = decision.day.isoformat()
+        decision = _decide(calendar, settings, day, event, log, warnings)
         result["calendar"] = decision.as_dict()
 
         if not decision.open and not event.force:
@@ -147,7 +147,7 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
                 plan.append("wait for the instance to stop")
             if state != "running":
                 plan.append(f"start instance {settings.instance_id} (now {state}) and wait until running")
-            plan.append(f"run {settings.sync_command!r} through SSM ({'AWS-RunShellScript'}) and wait "
+            plan.append(f"run {settings.sync_command!r} through SSM ({RUN_SHELL_DOCUMENT}) and wait "
                         f"up to {settings.command_timeout_seconds}s")
             result["outcome"] = "dry-run"
             result["ok"] = True
@@ -175,7 +175,7 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
         command_id = send_when_agent_ready(
             ssm, settings.instance_id, settings.sync_command,
             execution_timeout=settings.command_timeout_seconds, deadline=agent_deadline, clock=clock,
-            log=log, comment=f"{settings.stack_name} start {decision.day.isoformat()}: workspace sync")
+            log=log, comment=f"{settings.stack_name} start {day.isoformat()}: workspace sync")
         result["command"] = {"id": command_id, "status": "Pending"}
         actions.append(f"sent {settings.sync_command!r}")
         deadline = budget.deadline(settings.command_timeout_seconds, SYNC_RESERVE_SECONDS)
@@ -209,7 +209,7 @@ def _dry_run(result: dict[str, Any], log: StepLog, plan: list[str]) -> dict[str,
 
 
 def _subject(settings: Settings, result: dict[str, Any], decision: Decision | None) -> str:
-    day = decision.day.isoformat() if decision else "?"
+    day = result["date"]
     text = {
         "synced": "started and synced",
         "skipped-weekend": "skipped (not a trading weekday)",
@@ -224,8 +224,7 @@ def _report(sns: Any, settings: Settings, result: dict[str, Any], decision: Deci
             lines: list[str]) -> None:
     subject = _subject(settings, result, decision)
     header = f"SimpleTrader start function, stack {settings.stack_name}"
-    if decision is not None:
-        header += f", {decision.describe()}"
+    header += f", {decision.describe()}" if decision is not None else f", {result['date']}"
     result["notified"] = notify(sns, settings.topic_arn, subject, message_lines(header + ".", lines,
                                                                                  result["warnings"]), log)
     result["subject"] = subject

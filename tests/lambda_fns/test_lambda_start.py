@@ -111,6 +111,27 @@ def test_pending_to_stopped_is_a_failure_with_the_reason(stack: Stack) -> None:
     assert "Client error on launch" in note["message"]
 
 
+def test_a_stale_stopped_right_after_start_is_rechecked(stack: Stack) -> None:
+    # DescribeInstances is eventually consistent: one "stopped" right after StartInstances is not a failure.
+    stack.stop_now()
+    shown: list[list[int]] = []
+
+    def after_start(**_: Any) -> None:
+        shown.append(force_instance_state(stack.ec2, "stopped", times=1))
+
+    stack.ec2.meta.events.register("after-call.ec2.StartInstances", after_start)
+    result = run(stack)
+    assert result["outcome"] == "synced" and shown == [[1]]
+
+
+def test_pending_instance_is_waited_for_not_started_again(stack: Stack) -> None:
+    force_instance_state(stack.ec2, "pending", times=2)
+    starts = stack.count(stack.ec2, "ec2.StartInstances")
+    result = run(stack)
+    assert result["state_before"] == "pending" and result["outcome"] == "synced"
+    assert starts() == 0
+
+
 def test_terminated_instance_fails_without_starting(stack: Stack) -> None:
     force_instance_state(stack.ec2, "terminated")
     starts = stack.count(stack.ec2, "ec2.StartInstances")
@@ -262,7 +283,7 @@ def test_missing_calendar_fails_and_is_reported(stack: Stack, tmp_path: Any) -> 
     stack.with_settings(calendar_file=tmp_path / "absent.json")
     result = run_failing(stack)
     assert "cannot read calendar" in result["error"]
-    assert stack.notifications()[0]["subject"].endswith("FAILED")
+    assert stack.notifications()[0]["subject"] == f"simpletrader start {WEDNESDAY}: FAILED"
 
 
 # --------------------------------------------------------------------------- dry run

@@ -78,6 +78,14 @@ def test_stop_while_stopping_waits_and_reports(stack: Stack) -> None:
     assert stack.commands() == []
 
 
+def test_stop_while_pending_waits_for_running_then_runs_eod(stack: Stack) -> None:
+    force_instance_state(stack.ec2, "pending", times=2)
+    sent = record_params(stack.ssm, "ssm.SendCommand")
+    result = run(stack)
+    assert result["state_before"] == "pending" and result["outcome"] == "stopped"
+    assert len(sent) == 1 and stack.state() == "stopped"
+
+
 def test_failed_eod_still_stops_and_fails_the_invocation(stack: Stack) -> None:
     command_status(stack.ssm, "Failed", stdout="eod: FAILED upload of trade_logs", code=2)
     result = run_failing(stack)
