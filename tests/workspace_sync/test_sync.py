@@ -78,6 +78,9 @@ def test_routine_is_python39_syntax_and_lint_clean() -> None:
 
 
 def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    # A new host: the ledger so far comes from the bucket.
+    old_ledger = b"date,symbol,side,quantity,price\n2026-11-02,NSE:INFY,BUY,1,1500.0\n"
+    s3.put_object(Bucket=BUCKET, Key="ledger/ledger.csv", Body=old_ledger)
     first = host.run("sync")
     assert first.returncode == 0, first.stdout + first.stderr
     ready = host.ready()
@@ -100,6 +103,8 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     code = "src/setup/setup.py"
     assert (host.workdir / code).read_bytes() == (CODE_DIR / code).read_bytes()
     assert "keys.json has keys: api_key, api_secret, user_id" in first.stdout
+    assert (host.workdir / "ledger" / "ledger.csv").read_bytes() == old_ledger
+    assert "[current, uploaded]" in host.run("status").stdout  # the downloaded ledger needs no upload
 
     # The venv has the pinned package from the wheelhouse, and the trading jobs run with it.
     six = subprocess.run([ready["python"], "-c", "import six; print(six.__version__)"], capture_output=True,
@@ -142,6 +147,8 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     ledger = Path("ledger", "ledger.csv")
     assert (new_release / ledger).read_bytes() == (release_dir / ledger).read_bytes()
     assert not (new_release / "trade_logs").exists()
+    assert f"{new_release.name} (venv {ready['venv'][:12]}) [current, uploaded]" in host.run("status").stdout
+    assert (new_release / "ledger" / "ledger.csv").read_bytes().startswith(old_ledger)
 
 
 # --------------------------------------------------------------------------- failures keep the last workspace
