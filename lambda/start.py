@@ -53,8 +53,6 @@ from st_runtime import (
 from st_settings import Settings, load_settings
 
 FN = "start"
-# Keep this much of the function's time for reporting after the sync deadline.
-SYNC_RESERVE_SECONDS = 0.0
 
 
 def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str | None:
@@ -171,14 +169,14 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
             log("instance-running", instance_id=settings.instance_id)
         result["state_after"] = "running"
 
-        agent_deadline = budget.deadline(settings.agent_wait_seconds, reserve=SYNC_RESERVE_SECONDS)
+        agent_deadline = budget.deadline(settings.agent_wait_seconds)
         command_id = send_when_agent_ready(
             ssm, settings.instance_id, settings.sync_command,
             execution_timeout=settings.command_timeout_seconds, deadline=agent_deadline, clock=clock,
             log=log, comment=f"{settings.stack_name} start {day.isoformat()}: workspace sync")
         result["command"] = {"id": command_id, "status": "Pending"}
         actions.append(f"sent {settings.sync_command!r}")
-        deadline = budget.deadline(settings.command_timeout_seconds, SYNC_RESERVE_SECONDS)
+        deadline = budget.deadline(settings.command_timeout_seconds)
         command = wait_command(ssm, command_id, settings.instance_id, deadline=deadline, clock=clock, log=log)
         result["command"] = command.as_dict()
         log("command-result", command_id=command_id, status=command.status,
