@@ -57,9 +57,16 @@ def s3(moto: Any) -> Any:
 
 
 def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = dict(bucket=BUCKET, prefixes=PREFIXES, code_dir=CODE_DIR,
-                                  requirements=CODE_DIR / "requirements.txt", keys_file=KEYS_FILE,
-                                  token_file=TOKEN_FILE, wheelhouse=wheelhouse, log=lambda _m: None)
+    kwargs: dict[str, Any] = dict(
+        bucket=BUCKET,
+        prefixes=PREFIXES,
+        code_dir=CODE_DIR,
+        requirements=CODE_DIR / "requirements.txt",
+        keys_file=KEYS_FILE,
+        token_file=TOKEN_FILE,
+        wheelhouse=wheelhouse,
+        log=lambda _m: None,
+    )
     kwargs.update(overrides)
     return publish(s3, **kwargs)
 
@@ -114,11 +121,20 @@ class Host:
 
         user = pwd.getpwuid(os.getuid()).pw_name
         cfg: dict[str, Any] = {
-            "region": "ap-south-1", "bucket": BUCKET, "endpoint_url": self.endpoint, "prefixes": PREFIXES,
-            "workdir": str(self.workdir), "owner": {"user": user}, "python": sys.executable,
-            "lock_file": str(self.lock_file), "lock_wait_seconds": 1, "timezone": "Asia/Kolkata",
-            "closure_script": "src/setup/closure.py", "closure_timeout_seconds": 60,
-            "uploads": {"trade_logs": "trade_logs", "ledger": "ledger"}, "keep_releases": 2,
+            "region": "ap-south-1",
+            "bucket": BUCKET,
+            "endpoint_url": self.endpoint,
+            "prefixes": PREFIXES,
+            "workdir": str(self.workdir),
+            "owner": {"user": user},
+            "python": sys.executable,
+            "lock_file": str(self.lock_file),
+            "lock_wait_seconds": 1,
+            "timezone": "Asia/Kolkata",
+            "closure_script": "src/setup/closure.py",
+            "closure_timeout_seconds": 60,
+            "uploads": {"trade_logs": "trade_logs", "ledger": "ledger"},
+            "keep_releases": 2,
             "pip_extra_args": [],
         }
         cfg.update(self.overrides)
@@ -139,15 +155,26 @@ class Host:
         return env
 
     def run(self, cmd: str, timeout: float = 180, **extra_env: str) -> Run:
-        proc = subprocess.run(self.command(cmd), capture_output=True, text=True, timeout=timeout,
-                              env=self.env(**extra_env), check=False)
+        proc = subprocess.run(
+            self.command(cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(**extra_env),
+            check=False,
+        )
         result = Run(proc.returncode, proc.stdout, proc.stderr)
         assert_no_secrets(result.stdout + result.stderr)
         return result
 
     def spawn(self, cmd: str, **extra_env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self.env(**extra_env))
+        return subprocess.Popen(
+            self.command(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(**extra_env),
+        )
 
     def ready(self) -> dict[str, Any] | None:
         path = self.state_dir / "ready.json"
@@ -161,8 +188,15 @@ class Host:
         ready = self.ready()
         assert ready is not None
         env = dict(os.environ, PYTHONPATH=str(self.workdir / "src"))
-        return subprocess.run([ready["python"], str(self.workdir / script)], cwd=self.workdir, env=env,
-                              capture_output=True, text=True, check=True, timeout=60)
+        return subprocess.run(
+            [ready["python"], str(self.workdir / script)],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
 
 
 def assert_no_secrets(text: str) -> None:

@@ -69,8 +69,13 @@ def test_routine_is_python39_syntax_and_lint_clean() -> None:
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
         pytest.skip("ruff not installed next to the test interpreter")
-    proc = subprocess.run([str(ruff), "check", "--target-version", "py39", str(ROUTINE)], capture_output=True,
-                          text=True, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [str(ruff), "check", "--target-version", "py39", str(ROUTINE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -107,8 +112,12 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     assert "[current, uploaded]" in host.run("status").stdout  # the downloaded ledger needs no upload
 
     # The venv has the pinned package from the wheelhouse, and the trading jobs run with it.
-    six = subprocess.run([ready["python"], "-c", "import six; print(six.__version__)"], capture_output=True,
-                         text=True, check=True)
+    six = subprocess.run(
+        [ready["python"], "-c", "import six; print(six.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert six.stdout.strip() == "1.16.0"
     host.run_job("src/setup/pre_market_setup.py")
     trading = host.run_job("src/setup/setup.py")
@@ -131,8 +140,11 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     assert b"trades 3" in body(s3, f"logs/{today}/summary.txt")
     assert body(s3, "ledger/ledger.csv") == (host.workdir / "ledger" / "ledger.csv").read_bytes()
     marker = json.loads((host.workdir / ".simpletrader-uploaded.json").read_text())
-    assert set(marker["files"]) == {f"trade_logs/{today}/trades.csv", f"trade_logs/{today}/summary.txt",
-                                    "ledger/ledger.csv"}
+    assert set(marker["files"]) == {
+        f"trade_logs/{today}/trades.csv",
+        f"trade_logs/{today}/summary.txt",
+        "ledger/ledger.csv",
+    }
     again = host.run("eod")
     assert again.returncode == 0 and "0 files" in again.last and "3 already uploaded" in again.last
 
@@ -155,7 +167,8 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
 
 
 def test_hash_mismatch_and_missing_object_keep_previous_workspace(
-        host: Host, s3: Any, published: dict[str, Any]) -> None:
+    host: Host, s3: Any, published: dict[str, Any]
+) -> None:
     assert host.run("sync").returncode == 0
     before = host.ready()
     assert before is not None
@@ -188,8 +201,9 @@ def test_hash_mismatch_and_missing_object_keep_previous_workspace(
 def test_manifest_problems_are_refused(host: Host, s3: Any) -> None:
     missing = host.run("sync")
     assert missing.returncode != 0
-    assert missing.last == (f"sync: FAILED no manifest at s3://{BUCKET}/deploy/manifest.json; "
-                            "run `provision publish` first")
+    assert missing.last == (
+        f"sync: FAILED no manifest at s3://{BUCKET}/deploy/manifest.json; run `provision publish` first"
+    )
     put_manifest(s3, {"version": 2, "release": "x", "objects": []})
     future = host.run("sync")
     assert future.returncode != 0 and "manifest version 2 is not supported" in future.last
@@ -217,8 +231,9 @@ def test_unsafe_code_archive_is_refused(host: Host, s3: Any, published: dict[str
     assert host.ready() is None
 
 
-def test_pip_failure_keeps_previous_workspace(host: Host, s3: Any, wheelhouse: Path, tmp_path: Path,
-                                              published: dict[str, Any]) -> None:
+def test_pip_failure_keeps_previous_workspace(
+    host: Host, s3: Any, wheelhouse: Path, tmp_path: Path, published: dict[str, Any]
+) -> None:
     assert host.run("sync").returncode == 0
     before = host.ready()
     assert before is not None
@@ -369,9 +384,13 @@ class UploadsFail:
         return getattr(self.real, name)
 
 
-def test_data_that_cannot_be_uploaded_is_kept(host: Host, s3: Any, published: dict[str, Any],
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_that_cannot_be_uploaded_is_kept(
+    host: Host,
+    s3: Any,
+    published: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     host.overrides["keep_releases"] = 1
     assert host.run("sync").returncode == 0
     old_release = Path(os.path.realpath(host.workdir))
@@ -381,8 +400,11 @@ def test_data_that_cannot_be_uploaded_is_kept(host: Host, s3: Any, published: di
 
     routine = load_routine()
     cfg = routine.load_config(str(host.config_path))
-    monkeypatch.setattr(routine, "s3_client", lambda c: UploadsFail(boto3.client(
-        "s3", region_name=c.region, endpoint_url=c.endpoint_url)))
+    monkeypatch.setattr(
+        routine,
+        "s3_client",
+        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)),
+    )
     result = routine.do_sync(cfg)
     out = capsys.readouterr().out
     assert result.startswith(f"ready release={published['release']}")
@@ -396,3 +418,65 @@ def test_data_that_cannot_be_uploaded_is_kept(host: Host, s3: Any, published: di
     assert again.returncode == 0, again.stdout + again.stderr
     assert body(s3, f"logs/{exchange_today(-1)}/trades.csv") == b"precious\n"
     assert not old_release.exists()
+
+
+# --------------------------------------------------------------------------- eod and config details
+
+
+def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: Any) -> None:
+    today = exchange_today()
+    (host.workdir / "trade_logs" / today).mkdir(parents=True)
+    (host.workdir / "trade_logs" / today / "trades.csv").write_text("t\n")
+    (host.workdir / "src" / "setup").mkdir(parents=True)
+    (host.workdir / "src" / "setup" / "closure.py").write_text("raise SystemExit(3)\n")
+    result = host.run("eod")
+    assert result.returncode != 0
+    assert result.last == f"eod: FAILED closure script exited 3; uploaded 1 files (logs/{today}/, ledger/)"
+    assert body(s3, f"logs/{today}/trades.csv") == b"t\n"
+    assert (host.workdir / ".simpletrader-uploaded.json").is_file()
+
+    (host.workdir / "src" / "setup" / "closure.py").unlink()
+    again = host.run("eod")
+    assert again.returncode == 0
+    assert "no closure script" in again.stdout
+    assert again.last == f"eod: uploaded 0 files (logs/{today}/, ledger/); 1 already uploaded"
+
+
+def test_eod_without_a_workspace(host: Host, s3: Any) -> None:
+    result = host.run("eod")
+    assert result.returncode != 0
+    assert result.last == f"eod: FAILED no workspace at {host.workdir}; nothing to upload"
+
+
+def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
+    host.overrides["endpoint_url"] = "localhost:5000"
+    bad = host.run("sync")
+    assert bad.returncode != 0 and bad.stderr == ""
+    assert (
+        bad.last == f"sync: FAILED config {host.config_path}: 'endpoint_url' must be an http(s) URL or null"
+    )
+
+    host.overrides.update(endpoint_url=None, keep_releases="2", lock_wait_seconds="1")
+    status = host.run("status")
+    assert status.returncode == 0, status.stdout
+    assert status.last == f"status: not ready (no ready marker at {host.state_dir / 'ready.json'})"
+
+    missing = tmp_path / "none.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROUTINE), "sync", "--config", str(missing)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0 and proc.stderr == ""
+    assert (
+        proc.stdout.strip() == f"sync: FAILED config {missing} not found (installed by roles/workspace_sync)"
+    )
+    (tmp_path / "partial.json").write_text('{"workdir": "/x"}')
+    proc = subprocess.run(
+        [sys.executable, str(ROUTINE), "eod", "--config", str(tmp_path / "partial.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.stdout.strip().endswith("missing key 'bucket'")
