@@ -21,6 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+#: botocore's ``retries["max_attempts"]``: retries after the first attempt (so 8 means up to 9 calls).
 DEFAULT_MAX_ATTEMPTS = 8
 
 

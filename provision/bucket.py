@@ -201,13 +201,18 @@ class Bucket(Resource):
             )
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
-        s3, name = ctx.clients.s3, live["name"]
+        s3, name, owner = ctx.clients.s3, live["name"], self._owner(ctx)
+        # The bucket is going away: drop its policy first so no deny statement blocks emptying it.
+        s3.delete_bucket_policy(Bucket=name, **owner)
         versions = self._versions(ctx, name)
         for i in range(0, len(versions), 1000):
-            s3.delete_objects(
-                Bucket=name, Delete={"Objects": versions[i : i + 1000], "Quiet": True}, **self._owner(ctx)
-            )
-        s3.delete_bucket(Bucket=name, **self._owner(ctx))
+            result = s3.delete_objects(Bucket=name, Delete={"Objects": versions[i : i + 1000], "Quiet": True},
+                                       **owner)
+            if result.get("Errors"):
+                first = result["Errors"][0]
+                raise ProvisionError(f"could not empty bucket {name}: {first.get('Key')}: {first.get('Code')} "
+                                     f"{first.get('Message', '')}; fix access and re-run down")
+        s3.delete_bucket(Bucket=name, **owner)
 
 
 def _taken(name: str) -> ProvisionError:

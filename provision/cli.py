@@ -262,6 +262,7 @@ def _outputs(ctx: Context) -> dict[str, Any]:
         )
         if param
         else None,
+        "functions": {"start": f"{ctx.stack}-start", "stop": f"{ctx.stack}-stop"},
         "ssh": f"ssh -i {pem} {host}",
         "scp": f"scp -i {pem} <local-file-path> {host}:<remote-file-path>",
     }

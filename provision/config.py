@@ -13,6 +13,7 @@ environment variable, as in the original project).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
 import re
@@ -358,21 +359,23 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
-def _known_regions() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _known_regions() -> frozenset[str]:
     import boto3
 
     session = boto3.Session()
     regions: set[str] = set()
     for partition in session.get_available_partitions():
         regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return regions
+    return frozenset(regions)
 
 
-def _supported_exchanges() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _supported_exchanges() -> frozenset[str]:
     import holidays
 
     supported = holidays.list_supported_financial()
-    return {str(k) for k in supported}
+    return frozenset(str(k) for k in supported)
 
 
 def validate(

@@ -1,0 +1,152 @@
+"""Crash-resume and throttling, injected through botocore event hooks on the product's own clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from conftest import MUTATING, Runner
+from test_prov_up import FULL, live_counts
+
+
+class Crash(Exception):
+    """Stands in for the process dying right after AWS accepted a call."""
+
+
+def key_pairs_have_private_keys() -> None:
+    """Every key pair's private key is in SSM (final or pending parameter) at every moment."""
+    from provision.keypair import public_key_of
+
+    ec2, ssm = boto3.client("ec2"), boto3.client("ssm")
+    params = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/ec2/keypair/"]}]
+    )["Parameters"]
+    publics = set()
+    for p in params:
+        value = ssm.get_parameter(Name=p["Name"], WithDecryption=True)["Parameter"]["Value"]
+        publics.add(" ".join(public_key_of(value).split()[:2]))
+    for pair in ec2.describe_key_pairs(IncludePublicKey=True)["KeyPairs"]:
+        assert " ".join(pair["PublicKey"].split()[:2]) in publics, (
+            f"key pair {pair['KeyPairId']} has no private key"
+        )
+
+
+def test_crash_after_every_mutating_call_then_resume(run: Runner) -> None:
+    """Each run makes one more change than the last, then 'dies'; the next run finishes the job."""
+    crashed_after: list[str] = []
+
+    def crash_after_first_mutation(event_name: str, **kwargs: Any) -> None:
+        op = event_name.split(".")[-1]
+        if MUTATING.match(op):
+            crashed_after.append(f"{event_name.split('.')[1]}.{op}")
+            raise Crash(op)
+
+    for _ in range(200):
+        try:
+            result = run("up", "--yes", hooks=[("after-call", crash_after_first_mutation)])
+        except Crash:
+            key_pairs_have_private_keys()
+            continue
+        assert result.code == 0, result.out + result.err
+        break
+    else:
+        pytest.fail("up never converged")
+    assert len(crashed_after) > 30, crashed_after
+    # Crashes hit every resource kind, including between the key pair's steps.
+    for op in (
+        "ssm.PutParameter",
+        "ec2.ImportKeyPair",
+        "ec2.RunInstances",
+        "lambda.CreateFunction",
+        "eventbridge.PutRule",
+        "s3.CreateBucket",
+        "iam.AddRoleToInstanceProfile",
+    ):
+        assert op in crashed_after, (op, crashed_after)
+    assert live_counts() == FULL
+    key_pairs_have_private_keys()
+    assert run("plan", "--detailed-exitcode").code == 0
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **kwargs: Any) -> Any:
+        yield self.body
+
+
+EC2_THROTTLE = (
+    503,
+    {},
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded'
+    b"</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>t</RequestID></Response>",
+)
+IAM_THROTTLE = (
+    400,
+    {"Content-Type": "text/xml"},
+    b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message>"
+    b"</Error><RequestId>t</RequestId></ErrorResponse>",
+)
+LAMBDA_THROTTLE = (
+    429,
+    {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"},
+    b'{"message": "Rate exceeded", "Reason": "CallerRateLimitExceeded"}',
+)
+
+
+class Throttler:
+    """Answers the first ``k`` requests of each listed operation with a throttling error, then passes."""
+
+    def __init__(self, k: int, responses: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
+        self.k = k
+        self.responses = responses
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
+        op = ".".join(event_name.split(".")[1:])
+        if op not in self.responses:
+            return None
+        self.seen[op] = self.seen.get(op, 0) + 1
+        if self.seen[op] > self.k:
+            return None
+        status, headers, body = self.responses[op]
+        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+
+
+THROTTLED = {
+    "ec2.DescribeVpcs": EC2_THROTTLE,
+    "ec2.CreateVpc": EC2_THROTTLE,
+    "iam.CreateRole": IAM_THROTTLE,
+    "lambda.CreateFunction": LAMBDA_THROTTLE,
+}
+
+
+def test_throttling_within_the_retry_budget_succeeds(run: Runner) -> None:
+    run.max_attempts = 2  # keeps botocore's backoff (with jitter) short
+    # botocore's retries={"max_attempts": N} allows N retries after the first attempt.
+    throttler = Throttler(run.max_attempts, THROTTLED)
+    result = run("up", "--yes", hooks=[("before-send", throttler)])
+    assert result.code == 0, result.err
+    # Every listed operation was throttled k times and then went through.
+    assert {op: n for op, n in throttler.seen.items() if n > throttler.k}.keys() == THROTTLED.keys()
+    assert live_counts() == FULL
+    assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_throttling_past_the_limit_fails_clearly_and_a_rerun_converges(run: Runner) -> None:
+    run.max_attempts = 2
+    throttler = Throttler(run.max_attempts + 1, {"ec2.CreateSubnet": EC2_THROTTLE})
+    result = run("up", "--yes", hooks=[("before-send", throttler)])
+    assert result.code == 1, (throttler.seen, result.out)
+    assert "Traceback" not in result.err
+    assert "throttling CreateSubnet (RequestLimitExceeded)" in result.err
+    assert f"gave up after {run.max_attempts + 1} attempts" in result.err
+    assert "re-run" in result.err
+    assert len(result.err.strip().splitlines()) <= 2
+    assert live_counts()["vpc"] == 1 and live_counts()["subnet"] == 0  # stopped where it failed
+    again = run("up", "--yes")
+    assert again.code == 0, again.err
+    assert live_counts() == FULL
