@@ -103,22 +103,20 @@ def validate_cron(expression: str) -> None:
 
 
 def _dow_field(days: list[str]) -> str:
-    """Compact weekday list: consecutive runs (Mon-first order) become ranges, e.g. MON-FRI."""
-    idx = sorted(WEEKDAYS.index(d) for d in set(days))
+    """Compact weekday list in EventBridge's order (SUN=1 .. SAT=7); runs of 3+ become ranges (MON-FRI)."""
+    idx = sorted(_DOW_NAMES.index(d) for d in set(days))
     runs: list[list[int]] = []
     for i in idx:
         if runs and i == runs[-1][-1] + 1:
             runs[-1].append(i)
         else:
             runs.append([i])
-    parts = []
+    parts: list[str] = []
     for run in runs:
-        # A range must not wrap past SUN in EventBridge's SUN=1 numbering, which Mon-first runs never do
-        # except ending in SUN; spell those out.
-        if len(run) >= 3 and WEEKDAYS[run[-1]] != "SUN":
-            parts.append(f"{WEEKDAYS[run[0]]}-{WEEKDAYS[run[-1]]}")
+        if len(run) >= 3:
+            parts.append(f"{_DOW_NAMES[run[0]]}-{_DOW_NAMES[run[-1]]}")
         else:
-            parts.extend(WEEKDAYS[i] for i in run)
+            parts.extend(_DOW_NAMES[i] for i in run)
     return ",".join(parts)
 
 

@@ -1,0 +1,101 @@
+"""Drift and config changes: plan shows exactly what differs, up fixes only that."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import boto3
+import yaml
+from conftest import ROOT, Runner
+
+STACK = [{"Name": "tag:Stack", "Values": ["simpletrader"]}]
+
+
+def security_group() -> dict:
+    return boto3.client("ec2").describe_security_groups(Filters=STACK)["SecurityGroups"][0]
+
+
+def edit_config(path: Path, **changes: object) -> None:
+    raw = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        raw[section][key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_ssh_opened_to_the_world_out_of_band_is_shown_and_removed(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    sg = security_group()
+    boto3.client("ec2").authorize_security_group_ingress(
+        GroupId=sg["GroupId"],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 2
+    assert "  ~ network.security_group (simpletrader-host)" in plan.out
+    assert 'ingress: ["tcp/22 from 0.0.0.0/0"] -> []' in plan.out
+    assert plan.out.strip().endswith("Plan: 0 to add, 1 to change, 0 to destroy.")
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    assert run.last_recorder is not None
+    assert [c[2] for c in run.last_recorder.mutating()] == ["RevokeSecurityGroupIngress"]
+    assert security_group()["IpPermissions"] == []
+    assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_ssh_ingress_from_config_only_from_listed_cidrs(run: Runner) -> None:
+    edit_config(run.config, network__ssh_ingress=["203.0.113.7/32"])
+    assert run("up", "--yes").code == 0
+    perms = security_group()["IpPermissions"]
+    assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in perms] == [
+        (22, 22, ["203.0.113.7/32"])
+    ]
+    edit_config(run.config, network__ssh_ingress=["198.51.100.0/24"])
+    plan = run("plan")
+    assert 'ingress: ["tcp/22 from 203.0.113.7/32"] -> ["tcp/22 from 198.51.100.0/24"]' in plan.out
+    assert run("up", "--yes").code == 0
+    perms = security_group()["IpPermissions"]
+    assert [r["CidrIp"] for p in perms for r in p["IpRanges"]] == ["198.51.100.0/24"]
+
+
+def test_changed_lambda_source_updates_only_the_code(run: Runner, tmp_path: Path) -> None:
+    lambda_dir = tmp_path / "lambda"
+    shutil.copytree(ROOT / "lambda", lambda_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    run.lambda_dir = lambda_dir
+    assert run("up", "--yes").code == 0
+    lam = boto3.client("lambda")
+    before = lam.get_function_configuration(FunctionName="simpletrader-start")["CodeSha256"]
+    (lambda_dir / "__pycache__").mkdir(exist_ok=True)
+    (lambda_dir / "__pycache__" / "junk.pyc").write_bytes(b"x")
+    (lambda_dir / "test_local.py").write_text("def test_x(): pass\n")
+    assert run("plan", "--detailed-exitcode").code == 0  # caches and tests are not part of the package
+    with (lambda_dir / "start.py").open("a") as fh:
+        fh.write("\n# a change\n")
+    plan = run("plan")
+    assert "~ lambda.start (simpletrader-start)" in plan.out
+    assert "~ lambda.stop (simpletrader-stop)" in plan.out  # one zip for both
+    assert "code_sha256: " in plan.out
+    assert "Plan: 0 to add, 2 to change, 0 to destroy." in plan.out
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    assert run.last_recorder is not None
+    assert sorted(c[2] for c in run.last_recorder.mutating()) == ["UpdateFunctionCode", "UpdateFunctionCode"]
+    assert lam.get_function_configuration(FunctionName="simpletrader-start")["CodeSha256"] != before
+
+
+def test_schedule_change_moves_the_rule_across_midnight(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    raw = yaml.safe_load(run.config.read_text())
+    raw["schedule"]["start"] = "04:00"  # 22:30 UTC the day before
+    raw["cron_jobs"] = []
+    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    plan = run("plan")
+    assert "~ schedule.start (simpletrader-start)" in plan.out
+    assert 'schedule: "cron(15 3 ? * MON-FRI *)" -> "cron(30 22 ? * SUN-THU *)"' in plan.out
+    assert run("up", "--yes").code == 0
+    rule = boto3.client("events").describe_rule(Name="simpletrader-start")
+    assert rule["ScheduleExpression"] == "cron(30 22 ? * SUN-THU *)"
+    assert run("plan", "--detailed-exitcode").code == 0

@@ -1,0 +1,85 @@
+"""The Lambda zip is deterministic and holds exactly the handler sources and calendar.json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from conftest import ROOT
+
+from provision import config, lambda_package
+
+
+def cfg() -> config.Config:
+    return config.load(ROOT / "stack.yml", env={})
+
+
+def copy_lambda(tmp_path: Path) -> Path:
+    dest = tmp_path / "lambda"
+    shutil.copytree(ROOT / "lambda", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_same_sources_same_bytes(tmp_path: Path) -> None:
+    src = copy_lambda(tmp_path)
+    a = lambda_package.build(cfg(), src).data
+    (src / "start.py").touch()  # a new mtime is not a change
+    (src / "stop.py").chmod(0o600)  # nor are local permissions
+    b = lambda_package.build(cfg(), src).data
+    assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+    with (src / "stop.py").open("a") as fh:
+        fh.write("\n")
+    assert lambda_package.build(cfg(), src).data != a
+
+
+def test_contents_and_metadata(tmp_path: Path) -> None:
+    src = copy_lambda(tmp_path)
+    (src / "__pycache__").mkdir()
+    (src / "__pycache__" / "start.cpython-311.pyc").write_bytes(b"x")
+    (src / "tests").mkdir()
+    (src / "tests" / "test_start.py").write_text("")
+    (src / "test_stop.py").write_text("")
+    (src / "notes.txt").write_text("")
+    pkg = lambda_package.build(cfg(), src)
+    with zipfile.ZipFile(io.BytesIO(pkg.data)) as zf:
+        names = zf.namelist()
+        assert names == sorted(names)
+        expected = sorted(
+            [p.name for p in (ROOT / "lambda").glob("*.py") if not p.name.startswith("test_")]
+            + ["calendar.json"]
+        )
+        assert names == expected
+        assert {"start.py", "stop.py", "calendar.json"} <= set(names)
+        for info in zf.infolist():
+            assert info.date_time == (1980, 1, 1, 0, 0, 0)
+            assert (info.external_attr >> 16) & 0o777 == 0o644
+        calendar = json.loads(zf.read("calendar.json"))
+    assert calendar["exchange"] == "XNSE" and calendar["timezone"] == "Asia/Kolkata"
+    assert calendar["weekdays"] == [0, 1, 2, 3, 4]
+    assert "holidays" in calendar and "special_sessions" in calendar
+
+
+def test_calendar_covers_this_year_and_next(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def builder(**kwargs: Any) -> dict[str, Any]:
+        seen.update(kwargs)
+        return {
+            "exchange": kwargs["exchange"],
+            "covered_years": kwargs["years"],
+            "holidays": {},
+            "special_sessions": {},
+            "timezone": kwargs["timezone"],
+            "weekdays": [0],
+        }
+
+    lambda_package.build(cfg(), copy_lambda(tmp_path), builder, today=dt.date(2026, 11, 27))
+    assert seen["years"] == [2026, 2027]
+    assert seen["weekdays"] == ["MON", "TUE", "WED", "THU", "FRI"]
+    assert seen["exchange"] == "XNSE"
