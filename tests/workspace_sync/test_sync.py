@@ -109,6 +109,10 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     assert (host.workdir / code).read_bytes() == (CODE_DIR / code).read_bytes()
     assert "keys.json has keys: api_key, api_secret, user_id" in first.stdout
     assert (host.workdir / "ledger" / "ledger.csv").read_bytes() == old_ledger
+    # The token keeps its publication time, which the cron jobs' freshness guard checks.
+    published_at = s3.head_object(Bucket=BUCKET, Key="secrets/access_token.txt")["LastModified"]
+    assert abs((host.workdir / "access_token.txt").stat().st_mtime - published_at.timestamp()) < 1
+    assert ready["token_published_at"] == published_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "[current, uploaded]" in host.run("status").stdout  # the downloaded ledger needs no upload
 
     # The venv has the pinned package from the wheelhouse, and the trading jobs run with it.
