@@ -210,8 +210,9 @@ class Bucket(Resource):
                                        **owner)
             if result.get("Errors"):
                 first = result["Errors"][0]
-                raise ProvisionError(f"could not empty bucket {name}: {first.get('Key')}: {first.get('Code')} "
-                                     f"{first.get('Message', '')}; fix access and re-run down")
+                raise ProvisionError(
+                    f"could not empty bucket {name}: {first.get('Key')}: {first.get('Code')} "
+                    f"{first.get('Message', '')}; fix access and re-run down")
         s3.delete_bucket(Bucket=name, **owner)
 
 

@@ -1,0 +1,136 @@
+"""Edges: a bucket owned elsewhere, IAM propagation, ExpectedBucketOwner, commands before up, publish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from botocore.awsrequest import AWSResponse
+from conftest import ROOT, Runner
+from test_prov_resilience import _Raw
+from test_prov_up import FULL, live_counts
+
+
+def respond_once(op: str, status: int, headers: dict[str, str], body: bytes, times: int = 1) -> Any:
+    seen = {"n": 0}
+
+    def hook(event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
+        if not event_name.endswith(op) or seen["n"] >= times:
+            return None
+        seen["n"] += 1
+        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+
+    hook.seen = seen  # type: ignore[attr-defined]
+    return hook
+
+
+def test_bucket_name_taken_by_another_account_aborts_before_any_write(run: Runner) -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BucketAlreadyExists</Code>'
+        b"<Message>The requested bucket name is not available.</Message>"
+        b"<BucketName>simpletrader-working-bucket</BucketName></Error>"
+    )
+    hook = respond_once("s3.CreateBucket", 409, {}, body, times=99)
+    result = run("up", "--yes", hooks=[("before-send", hook)])
+    assert result.code == 1
+    assert "belongs to another AWS account" in result.err and "s3_bucket_suffix" in result.err
+    assert run.last_recorder is not None
+    assert [c[2] for c in run.last_recorder.mutating()] == ["CreateBucket"]
+    assert not any(live_counts().values())
+
+
+def test_bucket_owned_elsewhere_is_caught_by_plan(run: Runner) -> None:
+    hook = respond_once("s3.HeadBucket", 403, {}, b"", times=99)
+    result = run("plan", hooks=[("before-send", hook)])
+    assert result.code == 1
+    assert "belongs to another AWS account" in result.err
+
+
+def test_iam_propagation_errors_are_retried(run: Runner) -> None:
+    lam = respond_once(
+        "lambda.CreateFunction",
+        400,
+        {"x-amzn-ErrorType": "InvalidParameterValueException", "Content-Type": "application/json"},
+        b'{"Type": "User", "message": "The role defined for the function cannot be assumed by Lambda."}',
+        times=2,
+    )
+    ec2 = respond_once(
+        "ec2.RunInstances",
+        400,
+        {},
+        b"<Response><Errors><Error><Code>InvalidParameterValue</Code>"
+        b"<Message>Value (simpletrader-instance) for parameter iamInstanceProfile.name is invalid. "
+        b"Invalid IAM Instance Profile name</Message></Error>"
+        b"</Errors><RequestID>x</RequestID></Response>",
+    )
+    result = run("up", "--yes", hooks=[("before-send", lam), ("before-send", ec2)])
+    assert result.code == 0, result.err
+    assert lam.seen["n"] == 2 and ec2.seen["n"] == 1
+    assert live_counts() == FULL
+
+
+def test_every_bucket_call_names_the_expected_owner(run: Runner) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(event_name: str, params: dict[str, Any], **kwargs: Any) -> None:
+        if event_name.startswith("provide-client-params.s3."):
+            calls.append((event_name.rsplit(".", 1)[-1], dict(params)))
+
+    assert run("up", "--yes", hooks=[("provide-client-params", spy)]).code == 0
+    ops = {op for op, _ in calls}
+    assert {"PutBucketPolicy", "PutPublicAccessBlock", "PutBucketEncryption", "PutBucketVersioning"} <= ops
+    for op, params in calls:
+        if op not in ("CreateBucket", "ListBuckets"):
+            assert params.get("ExpectedBucketOwner") == "123456789012", op
+
+
+def test_commands_before_up_explain_what_to_do(run: Runner, tmp_path: Path) -> None:
+    key = run("key", "--out", str(tmp_path / "k.pem"))
+    assert key.code == 1 and "run `python -m provision up` first" in key.err
+    assert not (tmp_path / "k.pem").exists()
+    outputs = run("outputs", "--json")
+    assert outputs.code == 0
+    assert json.loads(outputs.out)["instance_id"] is None
+    down = run("down", "--yes")
+    assert down.code == 0 and "Plan: 0 to add, 0 to change, 0 to destroy." in down.out
+    status = run("status")
+    assert status.code == 0 and "not created" in status.out
+
+
+def test_publish_uploads_the_configured_artifacts(run: Runner, tmp_path: Path) -> None:
+    boto3.client("s3").create_bucket(
+        Bucket="simpletrader-working-bucket", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
+    )
+    # No packages to install, so an empty wheelhouse is complete (no network needed to build one).
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install\n")
+    raw = yaml.safe_load(run.config.read_text())
+    raw["artifacts"]["requirements"] = str(requirements)
+    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    result = run("publish", "--wheelhouse", str(wheelhouse))
+    assert result.code == 0, result.err
+    manifest = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket="simpletrader-working-bucket", Key="deploy/manifest.json")["Body"]
+        .read()
+    )
+    assert manifest["version"] == 1
+    roles = sorted(o["role"] for o in manifest["objects"] if o["role"] != "wheel")
+    assert roles == ["code", "keys", "requirements", "token"]
+    secret = (ROOT / "example" / "secrets" / "access_token.txt").read_text().strip()
+    assert secret not in result.out + result.err
+    token = tmp_path / "access_token.txt"
+    token.write_text("a" * 32 + "\n")
+    again = run("publish", "--token", str(token))
+    assert again.code == 0, again.err
+    manifest2 = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket="simpletrader-working-bucket", Key="deploy/manifest.json")["Body"]
+        .read()
+    )
+    assert manifest2["release"] == manifest["release"]
