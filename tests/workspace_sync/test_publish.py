@@ -15,9 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
-
-from provision.publish import PublishError, build_code_archive, build_wheelhouse, publish_token
-from tests.workspace_sync.conftest import (
+from wshelpers import (
     BUCKET,
     CODE_DIR,
     KEYS_FILE,
@@ -26,6 +24,8 @@ from tests.workspace_sync.conftest import (
     TOKEN_FILE,
     do_publish,
 )
+
+from provision.publish import PublishError, build_code_archive, build_wheelhouse, publish_token
 
 
 class Recorder:

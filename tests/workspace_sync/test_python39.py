@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.workspace_sync.conftest import BUCKET, ROOT, ROUTINE, Host, assert_no_secrets, exchange_today
+from wshelpers import BUCKET, ROOT, ROUTINE, Host, assert_no_secrets, exchange_today
 
 TOOL_BOTO3 = "1.42.97"  # docs/CONTRACTS.md: the newest boto3 that supports Python 3.9
 

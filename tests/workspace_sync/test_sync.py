@@ -21,8 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
-
-from tests.workspace_sync.conftest import (
+from wshelpers import (
     BUCKET,
     CODE_DIR,
     ROOT,

@@ -1,0 +1,180 @@
+"""Helpers for the workspace routine and publish tests (fixtures are in conftest.py).
+
+The routine (``roles/workspace_sync/files/simpletrader-workspace``) runs as a
+subprocess, exactly as on the host, against the ``moto`` emulator; its state
+lives in a temporary directory and its owner is the current user.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from provision.publish import publish
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTINE = ROOT / "roles" / "workspace_sync" / "files" / "simpletrader-workspace"
+EXAMPLE = ROOT / "example"
+CODE_DIR = EXAMPLE / "simpletrader"
+KEYS_FILE = EXAMPLE / "secrets" / "keys.json"
+TOKEN_FILE = EXAMPLE / "secrets" / "access_token.txt"
+BUCKET = "simpletrader-working-bucket-test"
+PREFIXES = {"deploy": "deploy/", "secrets": "secrets/", "logs": "logs/", "ledger": "ledger/"}
+# Every value in the example secrets: none may ever appear in the routine's output.
+SECRET_VALUES = [str(v) for v in json.loads(KEYS_FILE.read_text()).values()]
+SECRET_VALUES.append(TOKEN_FILE.read_text().strip())
+
+
+def exchange_today(offset_days: int = 0) -> str:
+    now = dt.datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    return (now + dt.timedelta(days=offset_days)).isoformat()
+
+
+def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(
+        bucket=BUCKET,
+        prefixes=PREFIXES,
+        code_dir=CODE_DIR,
+        requirements=CODE_DIR / "requirements.txt",
+        keys_file=KEYS_FILE,
+        token_file=TOKEN_FILE,
+        wheelhouse=wheelhouse,
+        log=lambda _m: None,
+    )
+    kwargs.update(overrides)
+    return publish(s3, **kwargs)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last(self) -> str:
+        lines = self.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+@dataclass
+class Host:
+    """A fake trading host: a workdir, a state dir, a lock and the routine's config."""
+
+    base: Path
+    endpoint: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        return self.base / "projects" / "SimpleTrader"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.base / "projects" / ".simpletrader"
+
+    @property
+    def releases(self) -> Path:
+        return self.state_dir / "releases"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.base / "lock" / "simpletrader.lock"
+
+    @property
+    def config_path(self) -> Path:
+        return self.base / "workspace.json"
+
+    def config(self) -> dict[str, Any]:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        cfg: dict[str, Any] = {
+            "region": "ap-south-1",
+            "bucket": BUCKET,
+            "endpoint_url": self.endpoint,
+            "prefixes": PREFIXES,
+            "workdir": str(self.workdir),
+            "owner": {"user": user},
+            "python": sys.executable,
+            "lock_file": str(self.lock_file),
+            "lock_wait_seconds": 1,
+            "timezone": "Asia/Kolkata",
+            "closure_script": "src/setup/closure.py",
+            "closure_timeout_seconds": 60,
+            "uploads": {"trade_logs": "trade_logs", "ledger": "ledger"},
+            "keep_releases": 2,
+            "pip_extra_args": [],
+        }
+        cfg.update(self.overrides)
+        return cfg
+
+    def write_config(self) -> None:
+        self.config_path.write_text(json.dumps(self.config(), indent=1))
+
+    def command(self, cmd: str) -> list[str]:
+        self.write_config()
+        return [sys.executable, str(ROUTINE), cmd, "--config", str(self.config_path)]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        # The endpoint comes from the config file, as on a host run by SSM.
+        env.pop("AWS_ENDPOINT_URL", None)
+        env.update(extra)
+        return env
+
+    def run(self, cmd: str, timeout: float = 180, **extra_env: str) -> Run:
+        proc = subprocess.run(
+            self.command(cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(**extra_env),
+            check=False,
+        )
+        result = Run(proc.returncode, proc.stdout, proc.stderr)
+        assert_no_secrets(result.stdout + result.stderr)
+        return result
+
+    def spawn(self, cmd: str, **extra_env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(**extra_env),
+        )
+
+    def ready(self) -> dict[str, Any] | None:
+        path = self.state_dir / "ready.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def release_dirs(self) -> list[Path]:
+        return sorted(p for p in self.releases.iterdir()) if self.releases.exists() else []
+
+    def run_job(self, script: str) -> subprocess.CompletedProcess[str]:
+        """Run an example trading job the way the cron job does (venv python, cwd, PYTHONPATH)."""
+        ready = self.ready()
+        assert ready is not None
+        env = dict(os.environ, PYTHONPATH=str(self.workdir / "src"))
+        return subprocess.run(
+            [ready["python"], str(self.workdir / script)],
+            cwd=self.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+
+
+def assert_no_secrets(text: str) -> None:
+    for value in SECRET_VALUES:
+        assert value not in text, "a secret value appeared in the routine's output"
