@@ -459,7 +459,15 @@ def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
         bad.last == f"sync: FAILED config {host.config_path}: 'endpoint_url' must be an http(s) URL or null"
     )
 
-    host.overrides.update(endpoint_url=None, keep_releases="2", lock_wait_seconds="1")
+    host.overrides.update(endpoint_url=host.endpoint, timezone="Mars/Olympus_Mons")
+    zone = host.run("sync")
+    assert zone.returncode != 0
+    assert zone.last == "sync: FAILED unknown timezone 'Mars/Olympus_Mons' (is tzdata installed?)"
+    assert not host.state_dir.exists()
+
+    host.overrides.update(
+        endpoint_url=None, keep_releases="2", lock_wait_seconds="1", timezone="Asia/Kolkata"
+    )
     status = host.run("status")
     assert status.returncode == 0, status.stdout
     assert status.last == f"status: not ready (no ready marker at {host.state_dir / 'ready.json'})"
