@@ -234,6 +234,15 @@ def build_code_archive(code_dir: Path) -> bytes:
 # --------------------------------------------------------------------------- wheelhouse
 
 
+def host_platforms(architecture: str) -> tuple[str, ...]:
+    """The wheel platform tags for the host's ``instance.architecture`` (x86_64 or arm64)."""
+    table = {"x86_64": DEFAULT_PLATFORMS, "arm64": ARM64_PLATFORMS, "aarch64": ARM64_PLATFORMS}
+    try:
+        return table[architecture]
+    except KeyError:
+        raise PublishError(f"instance.architecture {architecture!r} is not x86_64 or arm64") from None
+
+
 def build_wheelhouse(
     requirements: Path,
     dest: Path,

@@ -25,7 +25,13 @@ from wshelpers import (
     do_publish,
 )
 
-from provision.publish import PublishError, build_code_archive, build_wheelhouse, publish_token
+from provision.publish import (
+    PublishError,
+    build_code_archive,
+    build_wheelhouse,
+    host_platforms,
+    publish_token,
+)
 
 
 class Recorder:
@@ -210,3 +216,10 @@ def test_publish_builds_the_wheelhouse_when_none_is_given(s3: Any) -> None:
     wheels = [o["key"] for o in manifest["objects"] if o["role"] == "wheel"]
     assert wheels == ["deploy/wheelhouse/six-1.16.0-py2.py3-none-any.whl"]
     assert any("pip download for Python 3.9" in line for line in lines)
+
+
+def test_host_platforms() -> None:
+    assert host_platforms("x86_64")[-1] == "manylinux2014_x86_64"
+    assert all(tag.endswith("aarch64") for tag in host_platforms("arm64"))
+    with pytest.raises(PublishError, match="not x86_64 or arm64"):
+        host_platforms("mips")
