@@ -44,25 +44,13 @@ def instance_policy(ctx: Context) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {
-                "Sid": "ListReadablePrefixes",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [arn],
-                "Condition": {"StringLike": {"s3:prefix": [f"{p.deploy}*", f"{p.secrets}*"]}},
-            },
-            {
-                "Sid": "ReadDeployAndSecrets",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": [f"{arn}/{p.deploy}*", f"{arn}/{p.secrets}*"],
-            },
-            {
-                "Sid": "WriteLogsAndLedger",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject"],
-                "Resource": [f"{arn}/{p.logs}*", f"{arn}/{p.ledger}*"],
-            },
+            # The ledger is read back only to restore it on a fresh workspace (workspace sync).
+            {"Sid": "ListReadablePrefixes", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
+             "Condition": {"StringLike": {"s3:prefix": [f"{p.deploy}*", f"{p.secrets}*", f"{p.ledger}*"]}}},
+            {"Sid": "ReadDeploySecretsLedger", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [f"{arn}/{p.deploy}*", f"{arn}/{p.secrets}*", f"{arn}/{p.ledger}*"]},
+            {"Sid": "WriteLogsAndLedger", "Effect": "Allow", "Action": ["s3:PutObject"],
+             "Resource": [f"{arn}/{p.logs}*", f"{arn}/{p.ledger}*"]},
         ],
     }
 
@@ -98,16 +86,12 @@ def scheduler_policy(ctx: Context) -> dict[str, Any]:
                 "Action": ["ssm:SendCommand"],
                 "Resource": [instance_arn, f"arn:{part}:ssm:{region}::document/AWS-RunShellScript"],
             },
-            # GetCommandInvocation, ListCommandInvocations and DescribeInstanceInformation (is the agent
-            # online?) support no resource-level permissions in IAM.
+            # GetCommandInvocation and CancelCommand (a command past its deadline) support no
+            # resource-level permissions in IAM.
             {
                 "Sid": "CommandResultsHaveNoResourceScope",
                 "Effect": "Allow",
-                "Action": [
-                    "ssm:DescribeInstanceInformation",
-                    "ssm:GetCommandInvocation",
-                    "ssm:ListCommandInvocations",
-                ],
+                "Action": ["ssm:CancelCommand", "ssm:GetCommandInvocation"],
                 "Resource": "*",
             },
             {

@@ -24,7 +24,7 @@ from provision.aws import error_code, paginate, retry_on
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
 
-LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 USER_DATA = """#!/bin/bash
 # SimpleTrader host bootstrap. No secrets here: the host reads them from S3 with its

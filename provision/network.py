@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import error_code, paginate, retry_on
 from provision.engine import UNKNOWN, Context, Diff, Resource
 from provision.errors import ProvisionError
 
@@ -35,6 +35,12 @@ def _find_one(
             "delete the extra ones by hand, then re-run"
         )
     return items[0] if items else None
+
+
+def _after_dependents(ctx: Context, call: Any) -> Any:
+    """Run a delete that AWS refuses with DependencyViolation until a just-terminated host's network
+    interface is gone (that can lag the instance_terminated waiter by a little); bounded."""
+    return retry_on([("DependencyViolation", "")], call, attempts=12, delay=2.5, sleep=ctx.clients.sleep)
 
 
 def _immutable(address: str, attr: str, old: Any, new: Any) -> None:
@@ -84,7 +90,7 @@ class Vpc(Resource):
                 ctx.clients.ec2.modify_vpc_attribute(VpcId=live["id"], EnableDnsHostnames={"Value": d.new})
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.clients.ec2.delete_vpc(VpcId=live["id"])
+        _after_dependents(ctx, lambda: ctx.clients.ec2.delete_vpc(VpcId=live["id"]))
 
 
 class Subnet(Resource):
@@ -149,7 +155,7 @@ class Subnet(Resource):
                 )
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.clients.ec2.delete_subnet(SubnetId=live["id"])
+        _after_dependents(ctx, lambda: ctx.clients.ec2.delete_subnet(SubnetId=live["id"]))
 
 
 class InternetGateway(Resource):
@@ -189,8 +195,9 @@ class InternetGateway(Resource):
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
         ec2 = ctx.clients.ec2
+        gw = live["id"]
         for vpc in live["attached_to"]:
-            ec2.detach_internet_gateway(InternetGatewayId=live["id"], VpcId=vpc)
+            _after_dependents(ctx, lambda v=vpc: ec2.detach_internet_gateway(InternetGatewayId=gw, VpcId=v))
         ec2.delete_internet_gateway(InternetGatewayId=live["id"])
 
 
@@ -344,7 +351,7 @@ class SecurityGroup(Resource):
             )
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.clients.ec2.delete_security_group(GroupId=live["id"])
+        _after_dependents(ctx, lambda: ctx.clients.ec2.delete_security_group(GroupId=live["id"]))
 
 
 RESOURCES: list[Resource] = [Vpc(), Subnet(), InternetGateway(), RouteTable(), SecurityGroup()]

@@ -134,3 +134,28 @@ def test_publish_uploads_the_configured_artifacts(run: Runner, tmp_path: Path) -
         .read()
     )
     assert manifest2["release"] == manifest["release"]
+
+
+def test_down_waits_out_a_lingering_network_interface(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    busy = respond_once(
+        "ec2.DeleteSecurityGroup",
+        400,
+        {},
+        b"<Response><Errors><Error><Code>DependencyViolation</Code><Message>resource sg-1 has a dependent "
+        b"object</Message></Error></Errors><RequestID>x</RequestID></Response>",
+        times=2,
+    )
+    down = run("down", "--yes", hooks=[("before-send", busy)])
+    assert down.code == 0, down.err
+    assert busy.seen["n"] == 2
+    assert {k: v for k, v in live_counts().items() if v} == {"bucket": 1, "eip": 1}
+
+
+def test_config_flag_after_the_command(run: Runner) -> None:
+    from provision import cli
+
+    args = cli._parser().parse_args(["plan", "--config", "x.yml"])
+    assert args.config == "x.yml"
+    args = cli._parser().parse_args(["--config", "y.yml", "up", "--yes"])
+    assert args.config == "y.yml" and args.yes
