@@ -99,3 +99,29 @@ def test_schedule_change_moves_the_rule_across_midnight(run: Runner) -> None:
     rule = boto3.client("events").describe_rule(Name="simpletrader-start")
     assert rule["ScheduleExpression"] == "cron(30 22 ? * SUN-THU *)"
     assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_instance_type_change_needs_the_host_stopped(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    edit_config(run.config, instance__type="t3.medium")
+    plan = run("plan")
+    assert '~ instance (simpletrader-host)\n      instance_type: "t3.small" -> "t3.medium"' in plan.out
+    refused = run("up", "--yes")
+    assert refused.code == 1
+    assert "needs the host stopped" in refused.err and "Traceback" not in refused.err
+    ec2 = boto3.client("ec2")
+    reservations = ec2.describe_instances(Filters=STACK)["Reservations"]
+    iid = [i for r in reservations for i in r["Instances"]][0]["InstanceId"]
+    ec2.stop_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid])
+    assert run("up", "--yes").code == 0
+    host = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert host["InstanceType"] == "t3.medium"
+    assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_without_static_ip_there_is_no_elastic_ip(run: Runner) -> None:
+    edit_config(run.config, instance__static_ip=False)
+    assert run("up", "--yes").code == 0
+    assert boto3.client("ec2").describe_addresses(Filters=STACK)["Addresses"] == []
+    assert run("plan", "--detailed-exitcode").code == 0

@@ -159,3 +159,14 @@ def test_config_flag_after_the_command(run: Runner) -> None:
     assert args.config == "x.yml"
     args = cli._parser().parse_args(["--config", "y.yml", "up", "--yes"])
     assert args.config == "y.yml" and args.yes
+
+
+def test_key_pair_without_its_private_key_is_reported_not_replaced(run: Runner) -> None:
+    from provision.keypair import _generate, public_key_of
+
+    ec2 = boto3.client("ec2")
+    ec2.import_key_pair(KeyName="simpletrader-key", PublicKeyMaterial=public_key_of(_generate()).encode())
+    result = run("up", "--yes")
+    assert result.code == 1
+    assert "cannot be recovered" in result.err and "delete-key-pair" in result.err
+    assert [p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]] == ["simpletrader-key"]
