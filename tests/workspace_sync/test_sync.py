@@ -290,6 +290,43 @@ def test_killed_mid_download_then_clean_rerun(host: Host, s3: Any, published: di
     assert not [p for p in (host.state_dir / "wheelhouse").iterdir() if p.name.endswith(".partial")]
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_killed_while_building_the_venv(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    venv = host.state_dir / "venvs" / hashlib.sha256((CODE_DIR / "requirements.txt").read_bytes()).hexdigest()
+    proc = subprocess.Popen(
+        host.command("sync"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=host.env(),
+        start_new_session=True,
+    )
+    pgid = proc.pid
+    try:
+        wait_for(lambda: (venv / "bin").is_dir())
+        proc.kill()  # the routine only: its venv/pip child lives on
+        proc.wait(timeout=30)
+        assert group_alive(pgid), "the venv build finished before the test could look"
+        # The orphaned build still holds the lock: a new sync must not race it.
+        busy = host.run("sync")
+        assert busy.returncode != 0 and "busy" in busy.last
+        wait_for(lambda: not group_alive(pgid), timeout=120)
+    finally:
+        if group_alive(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+    assert not (venv / ".simpletrader-complete").exists()
+    rerun = host.run("sync")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"removing incomplete virtualenv {venv.name}" in rerun.stdout
+    assert (venv / ".simpletrader-complete").exists()
+
+
 def test_two_syncs_at_once(host: Host, s3: Any, published: dict[str, Any]) -> None:
     slow = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="0.5")
     try:
