@@ -4,9 +4,11 @@ The test hosts' cached Debian 11 root file system has python3.9 (3.9.2, the
 oldest 3.9 a host is likely to have). Each run mounts an overlay of it in a
 private mount namespace, binds the test's directory in at the same path and
 runs the routine there with ``chroot``, sharing this machine's network so the
-emulator is reachable. That root file system has no ``ensurepip`` (the
-python39 role installs python3.9-venv), so the sync here stops at the
-virtualenv step: everything before it, eod and status run for real.
+emulator is reachable. python3.9-venv (ensurepip, which the python39 role
+installs on a real host) comes through the test hosts' apt proxy; then a
+whole day runs on 3.9: sync, the example trading job in the synced venv,
+eod with the closure script, a second sync reusing the venv, status. Without
+the proxy the sync is checked up to the virtualenv step and the test skips.
 
 Needs root and the cached root file system (``tests/hosts/testhost rootfs``
 builds it); skips otherwise.
@@ -87,34 +89,77 @@ def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def run39(host: Host, rootfs: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run39(
+    host: Host, rootfs: Path, site: Path, *args: str, as_shell: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run python3.9 ARGS (or, with as_shell=True, ``sh -c ARGS[0]``) in the host's Debian 11 overlay.
+
+    The overlay's upper layer persists for the test (next to its directory),
+    so a package installed by one call is there for the next.
+    """
     host.write_config()
     base = host.base
-    routine = base / "simpletrader-workspace"
-    shutil.copy(ROUTINE, routine)
-    ov = base / ".overlay"
-    ov.mkdir(exist_ok=True)
+    shutil.copy(ROUTINE, base / "simpletrader-workspace")
+    ov = base.parent / (base.name + "-overlay")
+    for sub in ("upper", "work", "merged"):
+        (ov / sub).mkdir(parents=True, exist_ok=True)
     script = r"""
 set -e
-mount -t tmpfs tmpfs "$OV"
-mkdir "$OV/upper" "$OV/work" "$OV/merged"
 mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$OV/upper,workdir=$OV/work" "$OV/merged"
 for d in "$BASE" "$SITE"; do mkdir -p "$OV/merged$d"; mount --bind "$d" "$OV/merged$d"; done
 mount --rbind /dev "$OV/merged/dev"
 mount -t proc proc "$OV/merged/proc"
+if [ "$SHELL_MODE" = 1 ]; then
+  exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    /bin/sh -c "$1"
+fi
 exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPATH="$SITE" \
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   /usr/bin/python3.9 "$@"
 """
-    env = dict(os.environ, OV=str(ov), ROOTFS=str(rootfs), BASE=str(base), SITE=str(site))
+    env = dict(
+        os.environ,
+        OV=str(ov),
+        ROOTFS=str(rootfs),
+        BASE=str(base),
+        SITE=str(site),
+        SHELL_MODE=str(int(as_shell)),
+    )
     return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
         check=False,
     )
+
+
+def install_venv_support(host: Host, rootfs: Path, site: Path) -> bool:
+    """python3.9-venv (ensurepip) through the test hosts' apt proxy, as roles/python39 installs it."""
+    proxy = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "hosts" / "testhost"), "proxy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proxy.returncode != 0:
+        return False
+    apt = "apt-get -q -o Acquire::http::Proxy=http://127.0.0.1:3152"
+    proc = run39(
+        host,
+        rootfs,
+        site,
+        f"{apt} update && {apt} -y install --no-install-recommends python3.9-venv",
+        as_shell=True,
+    )
+    return proc.returncode == 0
+
+
+def py39_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    assert_no_secrets(proc.stdout + proc.stderr)
+    return proc.stdout.strip().splitlines()
 
 
 def test_routine_runs_on_python39(
@@ -128,32 +173,46 @@ def test_routine_runs_on_python39(
     cmd = [str(host.base / "simpletrader-workspace")]
     host.overrides["python"] = "/usr/bin/python3.9"
     config = ["--config", str(host.config_path)]
-
-    # sync: rescue, manifest, download + verify, extraction and secrets all run on 3.9; the venv step
-    # fails here only because this root file system lacks ensurepip.
-    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
-    assert_no_secrets(sync.stdout + sync.stderr)
-    assert sync.returncode == 1, sync.stdout + sync.stderr
-    assert "downloaded and verified 5 objects" in sync.stdout
-    assert "extracted" in sync.stdout
-    assert sync.stdout.strip().splitlines()[-1].startswith("sync: FAILED creating the virtualenv failed")
-    assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
-    assert host.ready() is None
-
-    # eod and status on a plain (CDK-era) workdir, with the closure script.
     today = exchange_today()
-    day = host.workdir / "trade_logs" / today
-    day.mkdir(parents=True)
-    (day / "trades.csv").write_text("t\n")
-    (host.workdir / "src" / "setup").mkdir(parents=True)
-    (host.workdir / "src" / "setup" / "closure.py").write_text(
-        f"open('{day}/summary.txt', 'w').write('done\\n')\n"
+
+    if not install_venv_support(host, rootfs, tool_site):
+        # Without the apt proxy: sync runs up to the virtualenv, which needs ensurepip.
+        sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+        lines = py39_lines(sync)
+        assert sync.returncode == 1, sync.stdout + sync.stderr
+        assert "downloaded and verified 5 objects" in sync.stdout
+        assert lines[-1].startswith("sync: FAILED creating the virtualenv failed")
+        assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
+        assert host.ready() is None
+        pytest.skip(
+            "python3.9-venv could not be installed through the apt proxy; sync checked up to the venv"
+        )
+
+    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    ready = host.ready()
+    assert ready is not None and ready["date"] == today
+    assert py39_lines(sync)[-1] == f"sync: ready release={published['release']} venv={ready['venv']}"
+    job = run39(
+        host,
+        rootfs,
+        tool_site,
+        "-c",
+        f"import subprocess, os; os.chdir('{host.workdir}'); "
+        f"subprocess.run(['{ready['python']}', 'src/setup/setup.py'], check=True, "
+        f"env={{'PYTHONPATH': '{host.workdir}/src', 'PATH': '/usr/bin:/bin'}})",
     )
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert "six 1.16.0" in job.stdout
+
     eod = run39(host, rootfs, tool_site, *cmd, "eod", *config)
     assert eod.returncode == 0, eod.stdout + eod.stderr
-    assert eod.stdout.strip().splitlines()[-1] == f"eod: uploaded 2 files (logs/{today}/, ledger/)"
-    got = s3.get_object(Bucket=BUCKET, Key=f"logs/{today}/summary.txt")["Body"].read()
-    assert got == b"done\n"
+    assert py39_lines(eod)[-1] == f"eod: uploaded 3 files (logs/{today}/, ledger/)"
+    assert b"trades 3" in s3.get_object(Bucket=BUCKET, Key=f"logs/{today}/summary.txt")["Body"].read()
+
+    again = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "reusing virtualenv" in again.stdout
     status = run39(host, rootfs, tool_site, *cmd, "status", *config)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "plain directory" in status.stdout
+    assert status.returncode == 0
+    assert py39_lines(status)[-1].endswith(f"date={today} (today)")
