@@ -1,0 +1,131 @@
+"""inventory/aws_ec2.yml finds the stack's running trading host, against the emulator.
+
+The product inventory is used as is: only the environment points it at the
+emulator (AWS_ENDPOINT_URL, set by the ``moto`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from tests.ansible.helpers_ansible import ROOT, tool, tool_env
+
+INVENTORY = ROOT / "inventory" / "aws_ec2.yml"
+
+
+def run_instance(ec2: Any, tags: dict[str, str]) -> str:
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    reservation = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )
+    return str(reservation["Instances"][0]["InstanceId"])
+
+
+def host_tags(stack: str = "simpletrader", name: str | None = "simpletrader-host",
+              **extra: str) -> dict[str, str]:
+    tags = {"Project": "simpletrader", "Stack": stack, "ManagedBy": "simpletrader-provision",
+            "Role": "trading-host", **extra}
+    if name is not None:
+        tags["Name"] = name
+    return tags
+
+
+def inventory(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("ansible-inventory"), "-i", str(INVENTORY), *args], cwd=cwd,
+                          env=tool_env(**env), capture_output=True, text=True, timeout=120)
+
+
+def plain(value: Any) -> Any:
+    """Drop ansible-inventory's ``{"__ansible_unsafe": v}`` wrappers."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def listing(**env: str) -> dict[str, Any]:
+    proc = inventory("--list", **env)
+    assert proc.returncode == 0, proc.stderr
+    return dict(plain(json.loads(proc.stdout)))
+
+
+def test_graph_lists_the_running_trading_host(moto: Any) -> None:
+    ec2 = boto3.client("ec2")
+    run_instance(ec2, host_tags())
+    proc = inventory("--graph")
+    assert proc.returncode == 0, proc.stderr
+    assert "@trading_hosts:" in proc.stdout
+    assert "|--simpletrader-host" in proc.stdout
+    assert "Failed to parse" not in proc.stderr
+
+
+def test_only_this_stacks_running_trading_hosts(moto: Any) -> None:
+    ec2 = boto3.client("ec2")
+    run_instance(ec2, host_tags())
+    run_instance(ec2, host_tags(stack="other", name="other-host"))
+    run_instance(ec2, {**host_tags(name="simpletrader-builder"), "Role": "builder"})
+    run_instance(ec2, {**host_tags(name="simpletrader-notours"), "Project": "someone-else"})
+    stopped = run_instance(ec2, host_tags(name="simpletrader-stopped"))
+    ec2.stop_instances(InstanceIds=[stopped])
+    data = listing()
+    assert sorted(data["trading_hosts"]["hosts"]) == ["simpletrader-host"]
+    assert sorted(data["_meta"]["hostvars"]) == ["simpletrader-host"]
+
+
+def test_connection_variables(moto: Any) -> None:
+    ec2 = boto3.client("ec2")
+    instance = run_instance(ec2, host_tags())
+    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    public_ip = described["PublicIpAddress"]
+    hostvars = listing()["_meta"]["hostvars"]["simpletrader-host"]
+    assert hostvars["ansible_host"] == public_ip
+    assert hostvars["ansible_user"] == "ec2-user"
+    assert hostvars["ansible_ssh_private_key_file"] == "~/.ssh/simpletrader-key.pem"
+    assert hostvars["ec2_instance_id"] == instance
+    assert "tags" not in hostvars  # prefixed, so it cannot shadow the play keyword
+
+
+def test_key_file_from_the_environment(moto: Any) -> None:
+    run_instance(boto3.client("ec2"), host_tags())
+    hostvars = listing(ST_SSH_KEY="/keys/st.pem")["_meta"]["hostvars"]["simpletrader-host"]
+    assert hostvars["ansible_ssh_private_key_file"] == "/keys/st.pem"
+
+
+def test_host_without_a_name_tag_is_named_by_instance_id(moto: Any) -> None:
+    instance = run_instance(boto3.client("ec2"), host_tags(name=None))
+    assert listing()["trading_hosts"]["hosts"] == [instance]
+
+
+def test_stack_and_region_come_from_the_stack_config(moto: Any, tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "stack.yml").read_text())
+    config["stack"]["name"] = "paper"
+    config["stack"]["region"] = "eu-west-1"
+    path = tmp_path / "paper.yml"
+    path.write_text(yaml.safe_dump(config))
+    run_instance(boto3.client("ec2", region_name="ap-south-1"), host_tags(stack="paper", name="paper-mumbai"))
+    run_instance(boto3.client("ec2", region_name="eu-west-1"), host_tags(stack="paper", name="paper-host"))
+    run_instance(boto3.client("ec2", region_name="eu-west-1"), host_tags())
+    data = listing(ST_STACK_CONFIG=str(path))
+    assert data["trading_hosts"]["hosts"] == ["paper-host"]
+    assert data["_meta"]["hostvars"]["paper-host"]["ansible_ssh_private_key_file"] == "~/.ssh/paper-key.pem"
+
+
+@pytest.mark.parametrize("state", ["none", "error"])
+def test_no_hosts_is_an_empty_group_not_an_error(moto: Any, state: str) -> None:
+    if state == "error":
+        run_instance(boto3.client("ec2"), host_tags(stack="other", name="other-host"))
+    proc = inventory("--graph")
+    assert proc.returncode == 0, proc.stderr
+    assert "simpletrader-host" not in proc.stdout

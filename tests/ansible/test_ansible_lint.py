@@ -1,0 +1,28 @@
+"""The Ansible code passes ansible-lint's production profile and yamllint (as `make lint` runs them)."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.ansible.helpers_ansible import ROOT, tool, tool_env
+
+
+def test_ansible_lint_production_profile() -> None:
+    cmd = [tool("ansible-lint"), "--profile", "production", "--nocolor", "roles", "playbooks"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "Profile 'production' was required, and it passed" in proc.stderr + proc.stdout
+
+
+def test_yamllint_strict() -> None:
+    paths = ["roles", "playbooks", "inventory", ".yamllint", ".ansible-lint"]
+    proc = subprocess.run([tool("yamllint"), "-s", "-f", "parsable", *paths],
+                          cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_playbooks_pass_the_syntax_check() -> None:
+    for playbook in ("playbooks/site.yml", "playbooks/sync.yml"):
+        proc = subprocess.run([tool("ansible-playbook"), "--syntax-check", "-i", "localhost,", playbook],
+                              cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
