@@ -92,7 +92,7 @@ def test_connection_variables(moto: Any) -> None:
     hostvars = listing()["_meta"]["hostvars"]["simpletrader-host"]
     assert hostvars["ansible_host"] == public_ip
     assert hostvars["ansible_user"] == "ec2-user"
-    assert hostvars["ansible_ssh_private_key_file"] == "~/.ssh/simpletrader-key.pem"
+    assert hostvars["ansible_ssh_private_key_file"] == "simpletrader-key.pem"
     assert hostvars["ec2_instance_id"] == instance
     assert "tags" not in hostvars  # prefixed, so it cannot shadow the play keyword
 
@@ -119,7 +119,7 @@ def test_stack_and_region_come_from_the_stack_config(moto: Any, tmp_path: Path) 
     run_instance(boto3.client("ec2", region_name="eu-west-1"), host_tags())
     data = listing(ST_STACK_CONFIG=str(path))
     assert data["trading_hosts"]["hosts"] == ["paper-host"]
-    assert data["_meta"]["hostvars"]["paper-host"]["ansible_ssh_private_key_file"] == "~/.ssh/paper-key.pem"
+    assert data["_meta"]["hostvars"]["paper-host"]["ansible_ssh_private_key_file"] == "paper-key.pem"
 
 
 @pytest.mark.parametrize("state", ["none", "error"])
