@@ -6,7 +6,8 @@ Used by the tests (``tests/conftest.py``), the demo and the benchmarks::
     eval "$(python -m devtools.localaws env)"
     python -m devtools.localaws stop
 
-``start`` runs ``moto_server`` in the background with
+``start`` runs ``moto_server`` (``devtools/moto_server.py``: moto with a
+correction to its policy-condition evaluation) in the background with
 ``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` and writes its pid and endpoint to the
 state directory; ``env`` prints the variables that point boto3, the AWS CLI
 and Ansible at it (``AWS_ENDPOINT_URL``, fake credentials, region).
@@ -85,11 +86,6 @@ class MotoServer:
                 self.process.wait(timeout=10)
 
 
-def _moto_server_bin() -> str:
-    candidate = Path(sys.executable).with_name("moto_server")
-    return str(candidate) if candidate.exists() else "moto_server"
-
-
 def start(bind: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
           timeout: float = 30.0) -> MotoServer:
     """Start moto_server and wait until it answers."""
@@ -101,7 +97,8 @@ def start(bind: str = "127.0.0.1", port: int | None = None, log_path: Path | Non
     env.pop("AWS_ENDPOINT_URL", None)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [_moto_server_bin(), "-H", bind, "-p", str(port)],
+            [sys.executable, "-m", "devtools.moto_server", "-H", bind, "-p", str(port)],
+            cwd=str(Path(__file__).resolve().parent.parent),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )

@@ -36,3 +36,27 @@ def test_iam_managed_policies_are_loaded(moto: localaws.MotoServer) -> None:
     iam = boto3.client("iam")
     arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     assert iam.get_policy(PolicyArn=arn)["Policy"]["PolicyName"] == "AmazonSSMManagedInstanceCore"
+
+
+def test_tls_only_bucket_policy_does_not_deny_everything(moto: localaws.MotoServer) -> None:
+    """moto alone denies every request under a Deny conditioned on aws:SecureTransport;
+    AWS (and our corrected emulator) apply it only to plain-HTTP requests."""
+    import json
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="st-tls", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
+    s3.put_bucket_policy(Bucket="st-tls", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+         "Resource": ["arn:aws:s3:::st-tls", "arn:aws:s3:::st-tls/*"],
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        {"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+         "Resource": "arn:aws:s3:::st-tls/*"},
+    ]}))
+    s3.put_object(Bucket="st-tls", Key="deploy/ok.txt", Body=b"ok")
+    assert s3.get_object(Bucket="st-tls", Key="deploy/ok.txt")["Body"].read() == b"ok"
+    # an unconditional Deny still denies: the correction is narrow
+    import botocore.exceptions
+    import pytest
+
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3.delete_object(Bucket="st-tls", Key="deploy/ok.txt")
