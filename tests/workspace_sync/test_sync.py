@@ -314,7 +314,9 @@ def test_killed_while_building_the_venv(host: Host, s3: Any, published: dict[str
         proc.wait(timeout=30)
         assert group_alive(pgid), "the venv build finished before the test could look"
         # The orphaned build still holds the lock: a new sync must not race it.
+        host.overrides["lock_wait_seconds"] = 0
         busy = host.run("sync")
+        host.overrides["lock_wait_seconds"] = 1
         assert busy.returncode != 0 and "busy" in busy.last
         wait_for(lambda: not group_alive(pgid), timeout=120)
     finally:
@@ -328,7 +330,7 @@ def test_killed_while_building_the_venv(host: Host, s3: Any, published: dict[str
 
 
 def test_two_syncs_at_once(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    slow = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="0.5")
+    slow = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="1")
     try:
         wait_for(lambda: any(p.name.endswith(".partial") for p in host.release_dirs()))
         busy = host.run("sync")
