@@ -210,8 +210,7 @@ def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[s
     o.line(plan.render())
     if not args.yes and not _confirm(o, confirm, f"Apply these changes to stack {ctx.stack}?"):
         return 1
-    ctx.ids.clear()
-    engine.apply(ctx, o.line)
+    engine.apply(ctx, o.line, plan)
     o.line(f"Stack {ctx.stack} is up to date. `python -m provision outputs` shows how to reach it.")
     return 0
 

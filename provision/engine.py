@@ -224,9 +224,17 @@ class Engine:
     def plan_up(self, ctx: Context) -> Plan:
         return Plan([self._change_for(ctx, r) for r in self.resources])
 
-    def apply(self, ctx: Context, progress: Progress) -> Plan:
+    def apply(self, ctx: Context, progress: Progress, plan: Plan | None = None) -> Plan:
+        """Create or update what differs. With the ``plan`` just made in this context, resources it
+        found unchanged are not read again (their ids are already in ``ctx.ids``); a resource whose
+        wanted state depended on one not yet created was planned as a change, so it is re-read."""
+        planned = {c.address: c for c in plan.changes} if plan is not None else {}
         done: list[Change] = []
         for r in self.resources:
+            before = planned.get(r.address)
+            if before is not None and before.action == "noop":
+                done.append(before)
+                continue
             change = self._change_for(ctx, r)
             t0 = time.monotonic()
             if change.action == "create":

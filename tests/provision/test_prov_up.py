@@ -267,12 +267,7 @@ def test_outputs_and_key(run: Runner, tmp_path: Path) -> None:
 
 
 def make_bucket_with_objects(*keys: str) -> None:
-    """A bucket the operator made by hand (as the original README told them to), with data in it.
-
-    Objects are written before ``up`` adds the TLS-only policy: the emulator enforces a bucket
-    policy's Deny but ignores its conditions, so after ``up`` it refuses every object request
-    over its plain-HTTP endpoint (see docs/PROVISION.md).
-    """
+    """A bucket the operator made by hand (as the original README told them to), with data in it."""
     s3 = boto3.client("s3")
     s3.create_bucket(
         Bucket="simpletrader-working-bucket", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
@@ -286,6 +281,8 @@ def test_down_keeps_bucket_and_ip_then_up_again(run: Runner) -> None:
     first = run("up", "--yes")
     assert first.code == 0, first.err
     assert "+ bucket" not in first.out and "~ bucket" in first.out  # adopted, not created
+    s3 = boto3.client("s3")
+    assert s3.get_object(Bucket="simpletrader-working-bucket", Key="deploy/x")["Body"].read() == b"x"
     ip = boto3.client("ec2").describe_addresses()["Addresses"][0]["PublicIp"]
     refused = run("down", answer="no")
     assert refused.code == 1 and live_counts() == FULL
