@@ -298,6 +298,23 @@ def _error_code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+class _OwnerBound:
+    """An S3 client whose object calls carry ``ExpectedBucketOwner`` when an owner is given."""
+
+    def __init__(self, s3: Any, owner: str | None) -> None:
+        self._s3 = s3
+        self._extra = {"ExpectedBucketOwner": owner} if owner else {}
+
+    def put_object(self, **kwargs: Any) -> Any:
+        return self._s3.put_object(**kwargs, **self._extra)
+
+    def head_object(self, **kwargs: Any) -> Any:
+        return self._s3.head_object(**kwargs, **self._extra)
+
+    def get_object(self, **kwargs: Any) -> Any:
+        return self._s3.get_object(**kwargs, **self._extra)
+
+
 def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
@@ -342,14 +359,18 @@ def publish(
     log: Log = print,
     python_version: str = "3.9",
     platforms: Sequence[str] = DEFAULT_PLATFORMS,
+    expected_owner: str | None = None,
 ) -> dict[str, Any]:
     """Publish a release; returns the manifest written (last) to ``<deploy>manifest.json``.
 
     ``wheelhouse`` is a directory of wheels built for the host. When it is
     None and requirements.txt lists packages, one is built here first with
     ``build_wheelhouse(requirements, <temp dir>, python_version, platforms)``
-    (still before any AWS call).
+    (still before any AWS call). ``expected_owner`` (the account id) is sent
+    as ``ExpectedBucketOwner`` with every call, so secrets never land in a
+    bucket of the same name that another account owns.
     """
+    s3 = _OwnerBound(s3, expected_owner)
     code_dir, requirements = Path(code_dir), Path(requirements)
     keys_file, token_file = Path(keys_file), Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
@@ -449,9 +470,19 @@ def _upload_release(
 
 
 def publish_token(
-    s3: Any, *, bucket: str, prefixes: dict[str, str], token_file: Path, log: Log = print
+    s3: Any,
+    *,
+    bucket: str,
+    prefixes: dict[str, str],
+    token_file: Path,
+    log: Log = print,
+    expected_owner: str | None = None,
 ) -> dict[str, Any]:
-    """Upload a new access token and rewrite the manifest's token entry (everything else stays)."""
+    """Upload a new access token and rewrite the manifest's token entry (everything else stays).
+
+    ``expected_owner``: as for ``publish``.
+    """
+    s3 = _OwnerBound(s3, expected_owner)
     token_file = Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
     _validate_token(token_file)

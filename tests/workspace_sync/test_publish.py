@@ -223,3 +223,24 @@ def test_host_platforms() -> None:
     assert all(tag.endswith("aarch64") for tag in host_platforms("arm64"))
     with pytest.raises(PublishError, match="not x86_64 or arm64"):
         host_platforms("mips")
+
+
+def test_every_call_names_the_expected_owner(s3: Any, wheelhouse: Path) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(event_name: str, params: dict[str, Any], **_kwargs: Any) -> None:
+        calls.append((event_name.rsplit(".", 1)[-1], dict(params)))
+
+    s3.meta.events.register("provide-client-params.s3.*", spy)
+    account = "123456789012"  # the emulator's account
+    do_publish(s3, wheelhouse, expected_owner=account)
+    publish_token(
+        s3,
+        bucket=BUCKET,
+        prefixes=PREFIXES,
+        token_file=TOKEN_FILE,
+        log=lambda _m: None,
+        expected_owner=account,
+    )
+    assert {op for op, _ in calls} == {"PutObject", "HeadObject", "GetObject"}
+    assert all(params.get("ExpectedBucketOwner") == account for _, params in calls)
