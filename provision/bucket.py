@@ -114,7 +114,11 @@ class Bucket(Resource):
         )
         live["policy"] = _normal(policy) if policy else None
         tagset = self._get(lambda: s3.get_bucket_tagging(Bucket=name, **owner)["TagSet"], "NoSuchTagSet", [])
-        live["tags"] = tags.from_aws(tagset)
+        # Only our keys are compared: an adopted bucket may carry the operator's own tags.
+        ours = tags.resource_tags(ctx.stack, "bucket")
+        all_tags = tags.from_aws(tagset)
+        live["tags"] = {k: all_tags.get(k) for k in ours}
+        live["all_tags"] = all_tags
         return live
 
     @staticmethod
@@ -180,7 +184,7 @@ class Bucket(Resource):
                 Bucket=name, Policy=json.dumps(tls_only_policy(ctx.clients.partition, name)), **owner
             )
         if "tags" in changed:
-            merged = dict(live["tags"])
+            merged = dict(live["all_tags"])
             merged.update(tags.resource_tags(ctx.stack, "bucket"))
             s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags.to_aws(merged)}, **owner)
 

@@ -163,6 +163,7 @@ class Role(Resource):
         inline = {}
         for pname in paginate(iam, "list_role_policies", "PolicyNames", RoleName=name):
             inline[pname] = _doc(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"])
+        role_tags = tags.from_aws(iam.list_role_tags(RoleName=name).get("Tags"))
         attached = sorted(
             p["PolicyName"]
             for p in paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
@@ -172,7 +173,7 @@ class Role(Resource):
             "trust": _doc(role["AssumeRolePolicyDocument"]),
             "inline_policies": inline,
             "managed_policies": attached,
-            "tags": tags.from_aws(iam.list_role_tags(RoleName=name).get("Tags")),
+            "tags": {k: role_tags.get(k) for k in tags.resource_tags(ctx.stack, self.kind)},
         }
         if self.with_profile:
             try:

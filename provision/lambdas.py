@@ -148,6 +148,8 @@ class Function(Resource):
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         lam, name = ctx.clients.lambda_, self.label(ctx)
         changed = {d.attr for d in diffs}
+        # A function still being created or updated (e.g. by an interrupted run) refuses changes.
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
         if "code_sha256" in changed:
             lam.update_function_code(FunctionName=name, ZipFile=package(ctx).data)
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)

@@ -272,6 +272,9 @@ def make_bucket_with_objects(*keys: str) -> None:
     s3.create_bucket(
         Bucket="simpletrader-working-bucket", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
     )
+    s3.put_bucket_tagging(
+        Bucket="simpletrader-working-bucket", Tagging={"TagSet": [{"Key": "Owner", "Value": "ajith"}]}
+    )
     for key in keys:
         s3.put_object(Bucket="simpletrader-working-bucket", Key=key, Body=b"x")
 
@@ -283,6 +286,9 @@ def test_down_keeps_bucket_and_ip_then_up_again(run: Runner) -> None:
     assert "+ bucket" not in first.out and "~ bucket" in first.out  # adopted, not created
     s3 = boto3.client("s3")
     assert s3.get_object(Bucket="simpletrader-working-bucket", Key="deploy/x")["Body"].read() == b"x"
+    tagset = s3.get_bucket_tagging(Bucket="simpletrader-working-bucket")["TagSet"]
+    assert {"Key": "Owner", "Value": "ajith"} in tagset  # the operator's own tag survives adoption
+    assert run("plan", "--detailed-exitcode").code == 0
     ip = boto3.client("ec2").describe_addresses()["Addresses"][0]["PublicIp"]
     refused = run("down", answer="no")
     assert refused.code == 1 and live_counts() == FULL
