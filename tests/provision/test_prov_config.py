@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Runner, base_config, write_config
+from provhelpers import Runner, base_config, write_config
 
 from provision import config
 from provision.errors import ConfigError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import boto3
 import yaml
-from conftest import ROOT, Runner
+from provhelpers import ROOT, Runner
 
 STACK = [{"Name": "tag:Stack", "Values": ["simpletrader"]}]
 

@@ -9,9 +9,7 @@ from typing import Any
 import boto3
 import yaml
 from botocore.awsrequest import AWSResponse
-from conftest import ROOT, Runner
-from test_prov_resilience import _Raw
-from test_prov_up import FULL, live_counts
+from provhelpers import FULL, ROOT, Raw, Runner, live_counts
 
 
 def respond_once(op: str, status: int, headers: dict[str, str], body: bytes, times: int = 1) -> Any:
@@ -21,7 +19,7 @@ def respond_once(op: str, status: int, headers: dict[str, str], body: bytes, tim
         if not event_name.endswith(op) or seen["n"] >= times:
             return None
         seen["n"] += 1
-        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+        return AWSResponse(request.url, status, headers, Raw(body))  # type: ignore[arg-type]
 
     hook.seen = seen  # type: ignore[attr-defined]
     return hook

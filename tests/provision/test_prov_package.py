@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT
+from provhelpers import ROOT
 
 from provision import config, lambda_package
 

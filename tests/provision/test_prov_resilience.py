@@ -7,8 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import MUTATING, Runner
-from test_prov_up import FULL, live_counts
+from provhelpers import FULL, MUTATING, Raw, Runner, live_counts
 
 
 class Crash(Exception):
@@ -70,14 +69,6 @@ def test_crash_after_every_mutating_call_then_resume(run: Runner) -> None:
     assert run("plan", "--detailed-exitcode").code == 0
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **kwargs: Any) -> Any:
-        yield self.body
-
-
 EC2_THROTTLE = (
     503,
     {},
@@ -113,7 +104,7 @@ class Throttler:
         if self.seen[op] > self.k:
             return None
         status, headers, body = self.responses[op]
-        return AWSResponse(request.url, status, headers, _Raw(body))  # type: ignore[arg-type]
+        return AWSResponse(request.url, status, headers, Raw(body))  # type: ignore[arg-type]
 
 
 THROTTLED = {
