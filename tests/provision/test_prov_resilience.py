@@ -109,7 +109,6 @@ class Throttler:
 
 THROTTLED = {
     "ec2.DescribeVpcs": EC2_THROTTLE,
-    "ec2.CreateVpc": EC2_THROTTLE,
     "iam.CreateRole": IAM_THROTTLE,
     "lambda.CreateFunction": LAMBDA_THROTTLE,
 }

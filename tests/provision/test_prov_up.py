@@ -31,6 +31,7 @@ def test_up_from_empty_creates_everything_and_second_up_changes_nothing(run: Run
     assert "instance: created" in first.out  # a progress line per resource
     assert live_counts() == FULL
     assert_key_pair_recoverable()
+    assert_security_properties()
 
     plan = run("plan", "--detailed-exitcode")
     assert plan.code == 0, plan.out + plan.err
@@ -64,8 +65,8 @@ def test_up_asks_and_a_refusal_changes_nothing(run: Runner) -> None:
     assert live_counts()["vpc"] == 0
 
 
-def test_security_properties_on_live_state(run: Runner) -> None:
-    assert run("up", "--yes").code == 0
+def assert_security_properties() -> None:
+    """The security properties of the issue, read from the emulator's state."""
     ec2 = boto3.client("ec2")
     stack = [{"Name": "tag:Stack", "Values": ["simpletrader"]}]
     sg = ec2.describe_security_groups(Filters=stack)["SecurityGroups"][0]
