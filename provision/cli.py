@@ -25,13 +25,14 @@ from botocore.exceptions import (
 )
 
 from provision import config as config_mod
-from provision import stack
+from provision import lambda_package, stack
 from provision.aws import Clients, error_code, error_message
 from provision.cron import next_run
 from provision.engine import Context, Plan
 from provision.errors import ConfigError, ProvisionError
 from provision.instance import find_address, find_instance
 from provision.keypair import find_key_pair, key_name, parameter_name, read_private_key
+from provision.schedule import rule_weekdays
 
 ClientsFactory = Callable[[str], Clients]
 
@@ -283,8 +284,9 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     data = _outputs(ctx)
     s = cfg.schedule
     now = dt.datetime.now(dt.timezone.utc)
-    start = next_run(s.start, s.weekdays, s.timezone, now)
-    stop = next_run(s.stop, s.weekdays, s.timezone, now)
+    calendar = lambda_package.calendar_for(cfg, ctx.options.get("calendar_builder"))
+    start, skipped = _next_trading(s.start, cfg, calendar, now)
+    stop, _ = _next_trading(s.stop, cfg, calendar, now)
     o.line(f"stack       {ctx.stack} ({cfg.stack.region})")
     instance = data["instance_id"] or "- (not created; run up)"
     o.line(f"instance    {instance}  {data['instance_state'] or ''}".rstrip())
@@ -292,11 +294,29 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     o.line(f"public ip   {data['public_ip'] or '-'}  {ip_kind if data['public_ip'] else ''}".rstrip())
     o.line(f"next start  {start:%a %Y-%m-%d %H:%M} {s.timezone}")
     o.line(f"next stop   {stop:%a %Y-%m-%d %H:%M} {s.timezone}")
-    o.line("            (the start Lambda skips exchange holidays from its calendar)")
+    for day, name in skipped:
+        o.line(f"            {day} skipped: {name} (exchange holiday)")
     if data["instance_id"]:
         for line in _last_commands(ctx, data["instance_id"]):
             o.line(line)
     return 0
+
+
+def _next_trading(local: str, cfg: config_mod.Config, calendar: dict[str, Any],
+                  now: dt.datetime) -> tuple[dt.datetime, list[tuple[str, str]]]:
+    """The next run at ``local`` on a trading day of ``calendar``, and the holidays passed over."""
+    holidays = calendar.get("holidays", {})
+    sessions = calendar.get("special_sessions", {})
+    skipped: list[tuple[str, str]] = []
+    when = now
+    for _ in range(60):
+        when = next_run(local, rule_weekdays(cfg), cfg.schedule.timezone, when)
+        day = when.date().isoformat()
+        if day in sessions or (when.weekday() in calendar.get("weekdays", range(7)) and day not in holidays):
+            return when, skipped
+        if day in holidays:
+            skipped.append((day, str(holidays[day])))
+    return when, skipped
 
 
 def _last_commands(ctx: Context, instance_id: str) -> list[str]:

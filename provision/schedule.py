@@ -9,11 +9,13 @@ only from that rule (``SourceArn``).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from provision import tags
 from provision.aws import error_code, paginate
+from provision.config import WEEKDAYS, Config
 from provision.cron import utc_schedule
 from provision.engine import Context, Diff, Resource
 from provision.lambdas import function_name
@@ -25,9 +27,21 @@ def rule_name(stack: str, kind: str) -> str:
     return tags.resource_name(stack, kind)
 
 
+def rule_weekdays(cfg: Config) -> list[str]:
+    """``schedule.weekdays`` plus the weekday of every special session (e.g. a Sunday Muhurat session).
+
+    The rule may fire on such an extra weekday every week: the start Lambda's calendar gate closes
+    any day that is neither a configured weekday nor a special session.
+    """
+    days = set(cfg.schedule.weekdays)
+    for session in cfg.calendar.special_sessions:
+        days.add(WEEKDAYS[dt.date.fromisoformat(session.date).weekday()])
+    return [d for d in WEEKDAYS if d in days]
+
+
 def schedule_expression(ctx: Context, kind: str) -> str:
     s = ctx.cfg.schedule
-    expr, _ = utc_schedule(s.start if kind == "start" else s.stop, s.weekdays, s.timezone)
+    expr, _ = utc_schedule(s.start if kind == "start" else s.stop, rule_weekdays(ctx.cfg), s.timezone)
     return expr
 
 

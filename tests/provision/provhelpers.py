@@ -78,6 +78,7 @@ class Runner:
 
     config: Path
     lambda_dir: Path | None = None
+    calendar_builder: Callable[..., dict[str, Any]] | None = None
     hooks: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
     max_attempts: int = 3
     last_recorder: Recorder | None = None
@@ -106,6 +107,8 @@ class Runner:
         opts: dict[str, Any] = {}
         if self.lambda_dir is not None:
             opts["lambda_dir"] = self.lambda_dir
+        if self.calendar_builder is not None:
+            opts["calendar_builder"] = self.calendar_builder
         code = cli.main(
             ["--config", str(self.config), *argv],
             clients=clients,

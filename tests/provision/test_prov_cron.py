@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
+from provhelpers import base_config, write_config
 
+from provision import config
 from provision.cron import CronError, next_run, utc_schedule, validate_cron
+from provision.schedule import rule_weekdays
 
 WEEK = ["MON", "TUE", "WED", "THU", "FRI"]
 
@@ -74,3 +78,14 @@ def test_next_run_in_exchange_time() -> None:
     assert (nxt.date(), nxt.hour, nxt.minute) == (dt.date(2026, 11, 30), 8, 45)  # Monday
     friday_morning = dt.datetime(2026, 11, 27, 8, 0, tzinfo=tz)
     assert next_run("08:45", WEEK, "Asia/Kolkata", friday_morning).date() == dt.date(2026, 11, 27)
+
+
+def test_a_special_session_on_a_weekend_adds_its_weekday_to_the_rule(tmp_path: Path) -> None:
+    raw = base_config()
+    raw["calendar"]["special_sessions"] = [{"date": "2026-11-08", "name": "Muhurat trading"}]  # a Sunday
+    cfg = config.load(write_config(tmp_path / "stack.yml", raw), env={})
+    assert rule_weekdays(cfg) == ["MON", "TUE", "WED", "THU", "FRI", "SUN"]
+    expr, _ = utc_schedule(
+        cfg.schedule.start, rule_weekdays(cfg), cfg.schedule.timezone, dt.date(2026, 11, 1)
+    )
+    assert expr == "cron(15 3 ? * SUN-FRI *)"

@@ -253,3 +253,31 @@ def test_email_subscription(run: Runner, stack_config: Path, email: str) -> None
     subs = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
     assert [(s["Protocol"], s["Endpoint"]) for s in subs] == [("email", email)]
     assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_status_skips_exchange_holidays(run: Runner) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    today = dt.datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    weekdays = [
+        today + dt.timedelta(days=i) for i in range(1, 12) if (today + dt.timedelta(days=i)).weekday() < 5
+    ]
+    open_day = weekdays[-1]
+    closed = {d.isoformat(): "Test holiday" for d in weekdays[:-1]}
+
+    def builder(**kwargs: Any) -> dict[str, Any]:
+        return {
+            "exchange": "XNSE",
+            "timezone": "Asia/Kolkata",
+            "weekdays": [0, 1, 2, 3, 4],
+            "covered_years": kwargs["years"],
+            "holidays": closed,
+            "special_sessions": {},
+        }
+
+    run.calendar_builder = builder
+    status = run("status")
+    assert status.code == 0, status.err
+    assert f"next start  {open_day:%a %Y-%m-%d} 08:45 Asia/Kolkata" in status.out
+    assert f"{weekdays[0].isoformat()} skipped: Test holiday (exchange holiday)" in status.out
