@@ -210,3 +210,36 @@ class Raw:
 
     def stream(self, **kwargs: Any) -> Any:
         yield self.body
+
+
+def assert_no_orphans() -> None:
+    """Everything in the emulator (tagged or not, apart from the account's defaults) is one stack's."""
+    ec2 = boto3.client("ec2")
+    vpcs = [v for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")]
+    assert len(vpcs) == 1, vpcs
+    ours = [{"Name": "vpc-id", "Values": [vpcs[0]["VpcId"]]}]
+    default_vpcs = [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if v.get("IsDefault")]
+    assert len(ec2.describe_subnets(Filters=ours)["Subnets"]) == 1
+    assert len(ec2.describe_security_groups(Filters=ours)["SecurityGroups"]) == 2  # the VPC's default + ours
+    assert len(ec2.describe_route_tables(Filters=ours)["RouteTables"]) == 2  # main + ours
+    gateways = [
+        g
+        for g in ec2.describe_internet_gateways()["InternetGateways"]
+        if not any(a["VpcId"] in default_vpcs for a in g.get("Attachments", []))
+    ]
+    assert len(gateways) == 1, gateways
+    assert len(ec2.describe_key_pairs()["KeyPairs"]) == 1
+    live = ["pending", "running", "stopping", "stopped"]
+    reservations = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": live}])
+    assert sum(len(r["Instances"]) for r in reservations["Reservations"]) == 1
+    assert len(ec2.describe_addresses()["Addresses"]) == 1
+    params = boto3.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/ec2/keypair/"]}]
+    )["Parameters"]
+    assert len(params) == 1, params
+    assert len(boto3.client("lambda").list_functions()["Functions"]) == 2
+    assert len(boto3.client("events").list_rules()["Rules"]) == 2
+    assert len(boto3.client("sns").list_topics()["Topics"]) == 1
+    assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1
+    profiles = boto3.client("iam").list_instance_profiles()["InstanceProfiles"]
+    assert len(profiles) == 1, profiles

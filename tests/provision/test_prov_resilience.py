@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from provhelpers import FULL, MUTATING, Raw, Runner, live_counts
+from provhelpers import FULL, MUTATING, Raw, Runner, assert_no_orphans, live_counts
 
 
 class Crash(Exception):
@@ -65,6 +65,7 @@ def test_crash_after_every_mutating_call_then_resume(run: Runner) -> None:
     ):
         assert op in crashed_after, (op, crashed_after)
     assert live_counts() == FULL
+    assert_no_orphans()
     key_pairs_have_private_keys()
     assert run("plan", "--detailed-exitcode").code == 0
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from provhelpers import FULL, Runner, live_counts
+from provhelpers import FULL, Runner, assert_no_orphans, live_counts
 
 
 def assert_key_pair_recoverable() -> None:
@@ -30,6 +30,7 @@ def test_up_from_empty_creates_everything_and_second_up_changes_nothing(run: Run
     assert "Plan: 16 to add, 0 to change, 0 to destroy." in first.out
     assert "instance: created" in first.out  # a progress line per resource
     assert live_counts() == FULL
+    assert_no_orphans()
     assert_key_pair_recoverable()
     assert_security_properties()
 
