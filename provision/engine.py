@@ -242,8 +242,16 @@ class Engine:
                 r.create(ctx)
                 # Re-read, then finish anything the create did not (and publish the new ids).
                 after = self._change_for(ctx, r)
+                # Describe calls are eventually consistent; give a fresh resource a few seconds to show.
+                for attempt in range(1, 6):
+                    if after.action != "create":
+                        break
+                    ctx.clients.sleep(float(attempt))
+                    after = self._change_for(ctx, r)
                 if after.action == "create":
-                    raise ProvisionError(f"{r.address}: created but not found again; re-run up")
+                    raise ProvisionError(
+                        f"{r.address}: created but not found again by its tags or name; wait a minute, check "
+                        "with `python -m provision plan`, then re-run up")
                 if after.action == "update":
                     assert after.live is not None
                     r.update(ctx, after.live, after.diffs)
