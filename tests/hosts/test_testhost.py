@@ -55,7 +55,8 @@ def test_host_boots_serves_ssh_ansible_and_leaves_nothing_behind(tmp_path: Path)
     data = json.loads(run_testhost("up", name).stdout)
     try:
         assert data["ip"].startswith("10.231.")
-        out = run_testhost("ssh", name, "--", "id -un; sudo -n id -un; python3 -c 'import sys; print(sys.version_info[:2])'")
+        probe = "id -un; sudo -n id -un; python3 -c 'import sys; print(sys.version_info[:2])'"
+        out = run_testhost("ssh", name, "--", probe)
         assert out.stdout.split("\n")[:3] == ["ec2-user", "root", "(3, 9)"]
         # No cron and no python3.9 venv support: the roles must install them.
         probe = run_testhost("ssh", name, "--", "test -e /usr/sbin/cron || python3 -m ensurepip --version", check=False)

@@ -1,0 +1,70 @@
+"""`make demo`: a whole trading day on the local default, with a report.
+
+Boots a test host for the EC2 instance and the emulator for AWS, provisions
+the stack from stack.yml, configures the host with the playbooks, publishes
+the example trading program, then runs the day: the start Lambda at 08:45
+IST, the pre-market and trading cron jobs, the stop Lambda at 15:40 IST.
+Then a holiday, a stale token and a bad publish. Needs root.
+
+    python -m devtools.demo [--keep] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import boto3
+
+from devtools.tradingday import Day, DayFailed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs go (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="leave the host and emulator running at the end")
+    parser.add_argument("--only-day", action="store_true", help="skip the holiday / stale token / bad publish days")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("demo: needs root (the test host uses network namespaces and systemd-nspawn); run it as root",
+              file=sys.stderr)
+        return 1
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="simpletrader-day-"))
+    day = Day(workdir, host_name="demo-host")
+    code = 0
+    try:
+        day.bring_up()
+        facts = day.trading_day()
+        if not args.only_day:
+            day.holiday()
+            day.stale_token()
+            day.bad_publish()
+        print("\nNotifications of the normal day:")
+        for n in facts["notifications"]:
+            print(f"  - {n['subject']}")
+        bucket = day.stack.functions["start"]["ST_BUCKET"] if day.stack else "?"
+        print(f"\nWhat the host uploaded at the end of the day, in s3://{bucket}:")
+        s3 = boto3.client("s3")
+        for prefix in ("logs/", "ledger/"):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    print(f"  {obj['Key']}  ({obj['Size']} bytes)")
+    except DayFailed as exc:
+        print(f"\ndemo: FAILED: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        print(day.report.render())
+        print(f"Logs of every step: {day.logs}")
+        if args.keep:
+            print(f"Kept running: test host demo-host (tests/hosts/testhost ssh demo-host), "
+                  f"emulator {day.server.endpoint if day.server else '?'}")
+        else:
+            day.tear_down()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,731 @@
+"""One whole trading day on the local default, the way a trader's day runs.
+
+The emulator stands in for AWS and a Debian 11 test host for the EC2
+instance. Nothing here is special to the product: the same `provision`,
+playbooks, host routines and Lambda handlers run as on AWS. The two things no
+emulator does are played here, openly:
+
+- the SSM agent: when the Lambda asks for a command's result, the command it
+  sent is read back from the emulator and run on the test host over SSH, and
+  its real exit code and output become the invocation's result;
+- cron and EventBridge firing: the jobs run now, with the command line, user
+  and environment from the host's crontab; the handlers are invoked with the
+  scheduled event EventBridge would send.
+
+`python -m devtools.demo` runs it and prints a report; `tests/e2e` asserts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+
+from devtools import localaws
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTHOST = ROOT / "tests" / "hosts" / "testhost"
+BIN = Path(sys.executable).parent
+IST = ZoneInfo("Asia/Kolkata")
+HOST_JOB_LOGS = "/home/ec2-user/projects/.simpletrader/logs/ on the host"
+WHEEL_CACHE = Path(os.environ.get("ST_WHEEL_CACHE", "/var/cache/simpletrader/wheels"))
+
+
+class DayFailed(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Step:
+    name: str
+    started: float
+    seconds: float = 0.0
+    ok: bool = True
+    detail: str = ""
+    look: str = ""
+
+
+@dataclass
+class Report:
+    steps: list[Step] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+    echo: Callable[[str], None] = print
+
+    @contextlib.contextmanager
+    def step(self, name: str, look: str = "") -> Iterator[Step]:
+        st = Step(name, time.monotonic() - self.t0, look=look)
+        self.steps.append(st)
+        self.echo(f"[{st.started:6.1f}s] {name} ...")
+        t = time.monotonic()
+        try:
+            yield st
+        except BaseException as exc:
+            st.ok = False
+            text = str(exc).strip()
+            st.detail = st.detail or (text.splitlines()[0][:200] if text else type(exc).__name__)
+            raise
+        finally:
+            st.seconds = time.monotonic() - t
+            mark = "ok" if st.ok else "FAILED"
+            self.echo(f"          {mark} in {st.seconds:.1f}s{': ' + st.detail if st.detail else ''}")
+
+    def render(self) -> str:
+        lines = ["", "The trading day, step by step:", ""]
+        width = max((len(s.name) for s in self.steps), default=10)
+        for s in self.steps:
+            mark = "ok " if s.ok else "FAIL"
+            lines.append(f"  {mark} {s.started:6.1f}s +{s.seconds:5.1f}s  {s.name:<{width}}  {s.detail}")
+            if s.look:
+                lines.append(f"  {'':4} {'':16}  {'':<{width}}  look: {s.look}")
+        lines.append("")
+        ok = all(s.ok for s in self.steps)
+        lines.append(f"{'All steps succeeded' if ok else 'Some steps failed'} in {time.monotonic() - self.t0:.0f}s.")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT, check: bool = True,
+        log: Path | None = None, timeout: float = 1800,
+        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, input=input_text)
+    if log is not None:
+        with open(log, "a") as fh:
+            fh.write(f"$ {shlex.join(cmd)}\n{proc.stdout}{proc.stderr}\n[exit {proc.returncode}]\n\n")
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
+        raise DayFailed(f"{shlex.join(cmd[:4])} ... exited {proc.returncode}:\n{tail}")
+    return proc
+
+
+# --------------------------------------------------------------------------- the test host
+
+
+@dataclass
+class Host:
+    name: str
+    ip: str
+    gateway: str
+    key: str
+
+    @classmethod
+    def up(cls, name: str) -> Host:
+        data = json.loads(run([str(TESTHOST), "up", name], timeout=900).stdout)
+        return cls(name, data["ip"], data["gateway"], data["key"])
+
+    def ssh_argv(self) -> list[str]:
+        return ["ssh", "-i", self.key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+                f"ec2-user@{self.ip}"]
+
+    def sh(self, script: str, *, check: bool = True, log: Path | None = None,
+           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        """Run a shell script on the host as ec2-user (prefix `sudo` for root)."""
+        return run([*self.ssh_argv(), script], check=check, log=log, timeout=timeout)
+
+    def down(self) -> None:
+        run([str(TESTHOST), "down", self.name], check=False)
+
+
+# --------------------------------------------------------------------------- playing the SSM agent
+
+
+class SsmAgent:
+    """Stands in for the SSM agent on one instance, mapped to a test host.
+
+    Registered on the default boto3 session (the one the handlers' clients
+    come from): when a handler asks GetCommandInvocation for a command, the
+    command document it sent is read back from the emulator with a separate
+    client, run on the host as root over SSH (as AWS-RunShellScript does),
+    and the real exit code and output are returned as the invocation.
+    """
+
+    def __init__(self, host: Host, instance_id: str, log: Path) -> None:
+        self.host = host
+        self.instance_id = instance_id
+        self.log = log
+        self.reader = boto3.client("ssm")  # created before the hook: not intercepted
+        self.results: dict[str, dict[str, Any]] = {}
+        self.ran: list[str] = []
+
+    def install(self) -> None:
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-parameter-build.ssm.GetCommandInvocation", self._remember)
+        events.register("before-call.ssm.GetCommandInvocation", self._invocation)
+
+    def uninstall(self) -> None:
+        if boto3.DEFAULT_SESSION is not None:
+            events = boto3.DEFAULT_SESSION.events
+            events.unregister("before-parameter-build.ssm.GetCommandInvocation", self._remember)
+            events.unregister("before-call.ssm.GetCommandInvocation", self._invocation)
+
+    @staticmethod
+    def _remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["st_agent_params"] = dict(params)
+
+    def _invocation(self, context: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        params = context.get("st_agent_params") or {}
+        command_id = params.get("CommandId")
+        if not command_id or params.get("InstanceId") != self.instance_id:
+            return None
+        if command_id not in self.results:
+            command = self.reader.list_commands(CommandId=command_id)["Commands"][0]
+            if command["DocumentName"] != "AWS-RunShellScript":
+                raise DayFailed(f"unexpected SSM document {command['DocumentName']}")
+            script = "\n".join(command["Parameters"]["commands"])
+            self.ran.append(script)
+            proc = self.host.sh(f"sudo -n -i bash -c {shlex.quote(script)}", check=False, log=self.log)
+            self.results[command_id] = {
+                "CommandId": command_id, "InstanceId": self.instance_id,
+                "DocumentName": "AWS-RunShellScript", "PluginName": "aws:runShellScript",
+                "ResponseCode": proc.returncode,
+                "Status": "Success" if proc.returncode == 0 else "Failed",
+                "StatusDetails": "Success" if proc.returncode == 0 else "Failed",
+                "StandardOutputContent": proc.stdout[-24000:], "StandardErrorContent": proc.stderr[-8000:],
+            }
+        http = type("Http", (), {"status_code": 200, "headers": {}})()
+        return http, dict(self.results[command_id], ResponseMetadata={"HTTPStatusCode": 200})
+
+
+# --------------------------------------------------------------------------- the day
+
+
+class ShiftedClock:
+    """The Lambda's clock, moved to another wall time (monotonic and sleep are real)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.offset = at.astimezone(timezone.utc) - datetime.now(timezone.utc)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass
+class Stack:
+    """What a day needs to know, read back from the emulator after `provision up`."""
+
+    config: Path
+    env: dict[str, str]
+    outputs: dict[str, Any]
+    functions: dict[str, dict[str, str]]  # name -> Lambda environment
+    code_dir: Path  # the deployed Lambda package, unpacked
+    queue_url: str
+
+
+def trading_date(today: date, calendar: dict[str, Any]) -> date:
+    """Today if it is a trading day, else the next one (the demo's scheduled day)."""
+    d = today
+    for _ in range(30):
+        if d.isoformat() in calendar.get("special_sessions", {}):
+            return d
+        if d.weekday() in calendar.get("weekdays", [0, 1, 2, 3, 4]) and d.isoformat() not in calendar["holidays"]:
+            return d
+        d += timedelta(days=1)
+    raise DayFailed("no trading day in the next 30 days")
+
+
+def scheduled_event(when_local: datetime) -> dict[str, Any]:
+    """The event EventBridge sends for a scheduled rule firing at `when_local`."""
+    utc = when_local.astimezone(timezone.utc)
+    return {"version": "0", "id": "00000000-0000-0000-0000-000000000000", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "time": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": "ap-south-1", "resources": [], "detail": {}}
+
+
+@contextlib.contextmanager
+def lambda_env(variables: dict[str, str], code_dir: Path) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(variables)
+    os.environ["ST_CALENDAR_FILE"] = str(code_dir / "calendar.json")
+    os.environ.setdefault("ST_WAITER_DELAY_SECONDS", "1")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def load_handlers(code_dir: Path) -> tuple[Any, Any]:
+    """Import start/stop from the unpacked deployment package (fresh modules)."""
+    for mod in [m for m in sys.modules if m in ("start", "stop") or m.startswith("st_")]:
+        del sys.modules[mod]
+    sys.path.insert(0, str(code_dir))
+    try:
+        import start  # type: ignore[import-not-found]
+        import stop  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(code_dir))
+    return start, stop
+
+
+def invoke(module: Any, event: dict[str, Any], stack: Stack, fn: str, logfile: Path) -> tuple[dict[str, Any], str]:
+    """Invoke a handler in-process with its deployed environment; capture its log lines."""
+    buf = io.StringIO()
+    with lambda_env(stack.functions[fn], stack.code_dir), contextlib.redirect_stdout(buf), \
+            contextlib.redirect_stderr(buf):
+        import logging
+
+        handler = logging.StreamHandler(buf)
+        logging.getLogger().addHandler(handler)
+        try:
+            result = module.handler(event, None)
+            error = ""
+        except Exception as exc:  # noqa: BLE001 - the invocation failed, as Lambda would record it
+            result = getattr(exc, "result", None) or {"outcome": "failed"}
+            error = str(exc)
+        finally:
+            logging.getLogger().removeHandler(handler)
+    with open(logfile, "a") as fh:
+        fh.write(f"--- {fn} {json.dumps(event)}\n{buf.getvalue()}\nresult: {json.dumps(result, default=str)}\n"
+                 f"error: {error}\n\n")
+    return result, error
+
+
+def notifications(queue_url: str) -> list[dict[str, str]]:
+    sqs = boto3.client("sqs")
+    found: list[dict[str, str]] = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not msgs:
+            return found
+        for m in msgs:
+            body = json.loads(m["Body"])
+            found.append({"subject": body.get("Subject", ""), "message": body.get("Message", "")})
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def crontab_jobs(host: Host) -> dict[str, str]:
+    """ec2-user's cron jobs by name: the exact line cron would run (environment lines included)."""
+    text = host.sh("crontab -l").stdout
+    env_lines: list[str] = []
+    jobs: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("#Ansible: "):
+            name = line[len("#Ansible: "):].strip()
+            continue
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line):
+            env_lines.append(line)
+            continue
+        if name and line.strip() and not line.startswith("#"):
+            command = line.split(None, 5)[5].replace("\\%", "%")  # cron turns \% into %
+            jobs[name] = command
+            name = None
+    jobs["__env__"] = "\n".join(env_lines)
+    return jobs
+
+
+def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
+    """Run a job as cron does: as ec2-user, /bin/sh, cron's minimal environment plus the crontab's."""
+    name = next((k for k in jobs if k == name or k.endswith(f"-{name}")), name)  # roles prefix the stack
+    if name not in jobs:
+        raise DayFailed(f"no cron job named {name!r} in ec2-user's crontab (have: {sorted(jobs)})")
+    exports = "".join(f"export {ln.split('=', 1)[0]}={shlex.quote(ln.split('=', 1)[1])}; "
+                      for ln in jobs["__env__"].splitlines())
+    script = f"{exports}{jobs[name]}"
+    cmd = (f"env -i HOME=/home/ec2-user LOGNAME=ec2-user USER=ec2-user SHELL=/bin/sh PATH=/usr/bin:/bin "
+           f"/bin/sh -c {shlex.quote(script)}")
+    return host.sh(cmd, check=False, log=log)
+
+
+# --------------------------------------------------------------------------- wheels
+
+
+def _download_wheels(requirements: list[str], dest: Path, log: Path | None = None) -> Path:
+    """pip download for the host (CPython 3.9, manylinux x86_64), once per requirement set."""
+    import hashlib
+
+    stamp = dest / (".built-" + hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12])
+    if not stamp.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        run([str(BIN / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+             "--python-version", "3.9", "--implementation", "cp", "--abi", "cp39",
+             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64", "--platform", "any",
+             "-d", str(dest), *requirements], log=log)
+        stamp.write_text("")
+    return dest
+
+
+def tool_wheelhouse(log: Path | None = None) -> Path:
+    """Wheels for the host routine's virtualenv, from the role's pinned tool packages."""
+    import yaml
+
+    defaults = yaml.safe_load((ROOT / "roles/workspace_sync/defaults/main.yml").read_text())
+    return _download_wheels(list(defaults["workspace_sync_tool_packages"]), WHEEL_CACHE / "host-tools", log)
+
+
+# --------------------------------------------------------------------------- the whole flow
+
+
+class Day:
+    """The local stack: emulator, test host, provisioned resources, configured host."""
+
+    def __init__(self, workdir: Path, host_name: str = "trading-day", echo: Callable[[str], None] = print,
+                 suffix: str = "-local") -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.logs = workdir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.report = Report(echo=echo)
+        self.host_name = host_name
+        self.suffix = suffix
+        self.host: Host | None = None
+        self.server: localaws.MotoServer | None = None
+        self.stack: Stack | None = None
+        self.agent: SsmAgent | None = None
+        self.host_vars: Path | None = None
+        self._saved_env = dict(os.environ)
+        self.config = self.write_config()
+        self.last_day: date | None = None
+
+    # -- plumbing
+
+    def log(self, name: str) -> Path:
+        path = self.logs / f"{name}.log"
+        self.report.logs.append(path) if path not in self.report.logs else None
+        return path
+
+    def tool_env(self) -> dict[str, str]:
+        assert self.server is not None
+        env = dict(os.environ, **self.server.env(), PATH=f"{BIN}:{os.environ['PATH']}",
+                   s3_bucket_suffix=self.suffix, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1",
+                   ANSIBLE_HOST_KEY_CHECKING="False")
+        env.pop("S3_BUCKET_SUFFIX", None)
+        env["ST_STACK_CONFIG"] = str(self.config)
+        return env
+
+    def write_config(self) -> Path:
+        """stack.yml as shipped, but the token counts as fresh from 00:00 instead of 06:00.
+
+        The demo publishes its token a minute before it trades, at whatever hour
+        it is run; with the 06:00 rule a run before 06:00 IST would (rightly)
+        refuse to trade. Artifact paths are made absolute, as they are relative
+        to the config file.
+        """
+        import yaml
+
+        cfg = yaml.safe_load((ROOT / "stack.yml").read_text())
+        cfg["host"]["token_fresh_after"] = "00:00"  # noqa: S105 - a time of day
+        for key, value in cfg.get("artifacts", {}).items():
+            cfg["artifacts"][key] = str((ROOT / value).resolve())
+        path = self.workdir / "stack.yml"
+        path.write_text("# Written by devtools/tradingday.py from the repository's stack.yml\n"
+                        + yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def provision(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([str(BIN / "python"), "-m", "provision", *args, "--config", str(self.config)],
+                   env=self.tool_env(), check=check, log=self.log("provision"))
+
+    # -- setting up
+
+    def bring_up(self) -> None:
+        r = self.report
+        with r.step("boot the test host (Debian 11, stands in for EC2)", look="tests/hosts/testhost ssh "
+                    f"{self.host_name}") as st:
+            self.host = Host.up(self.host_name)
+            # What the instance profile gives an EC2 instance through IMDS: credentials for
+            # root's AWS SDK calls. The emulator accepts any; these are obviously fake.
+            self.host.sh("sudo install -d -m 0700 /root/.aws && printf '[default]\\naws_access_key_id = testing\\n"
+                         "aws_secret_access_key = testing\\n' | sudo tee /root/.aws/credentials >/dev/null && "
+                         "sudo chmod 0600 /root/.aws/credentials")
+            st.detail = f"{self.host.ip}, ssh as ec2-user"
+        with r.step("start the AWS emulator (moto server)") as st:
+            self.server = localaws.start(bind=self.host.gateway, log_path=self.log("moto"))
+            os.environ.update(self.server.env())
+            os.environ["s3_bucket_suffix"] = self.suffix
+            st.detail = f"{self.server.endpoint} (the host reaches it there too)"
+        with r.step("provision up --yes", look=str(self.log("provision"))) as st:
+            out = self.provision("up", "--yes")
+            st.detail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "done"
+            again = self.provision("plan", "--detailed-exitcode", check=False)
+            if again.returncode != 0:
+                raise DayFailed(f"plan after up is not empty (exit {again.returncode}): {again.stdout[-500:]}")
+        self.stack = self._read_stack()
+        with r.step("dynamic inventory finds the instance; map it to the test host",
+                    look="inventory/host_vars/") as st:
+            graph = run([str(BIN / "ansible-inventory"), "-i", "inventory/aws_ec2.yml", "--graph"],
+                        env=self.tool_env(), log=self.log("ansible"))
+            names = sorted({ln.split("--")[-1].strip() for ln in graph.stdout.splitlines()
+                            if "--" in ln and "@" not in ln})
+            if len(names) != 1:
+                raise DayFailed(f"expected one host in the inventory, found {names}:\n{graph.stdout}")
+            inventory_host = names[0]
+            self.host_vars = ROOT / "inventory" / "host_vars" / f"{inventory_host}.yml"
+            self.host_vars.parent.mkdir(exist_ok=True)
+            assert self.host is not None
+            self.host_vars.write_text(
+                "# Written by devtools/tradingday.py: maps the emulator's instance to the local test host.\n"
+                f"ansible_host: {self.host.ip}\nansible_ssh_private_key_file: {self.host.key}\n"
+                "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+            st.detail = f"{inventory_host} -> {self.host.ip}"
+        with r.step("ansible-playbook playbooks/site.yml", look=str(self.log("ansible"))) as st:
+            st.detail = self.converge()
+        with r.step("provision publish (code, requirements, wheelhouse, keys.json, token)",
+                    look=str(self.log("provision"))) as st:
+            out = self.provision("publish", "--wheelhouse", str(self.wheelhouse()))
+            st.detail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "published"
+
+    def wheelhouse(self) -> Path:
+        """Wheels for the host (Python 3.9), built once and cached, as an operator's publish would."""
+        from provision.publish import build_wheelhouse
+
+        dest = WHEEL_CACHE / "example"
+        reqs = ROOT / "example" / "simpletrader" / "requirements.txt"
+        stamp = dest / (".built-" + __import__("hashlib").sha256(reqs.read_bytes()).hexdigest()[:12])
+        if not stamp.exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            build_wheelhouse(reqs, dest)
+            stamp.write_text("")
+        return dest
+
+    def tool_wheelhouse(self) -> Path:
+        """The host routine's own wheels (boto3 for Python 3.9), for a host without PyPI."""
+        return tool_wheelhouse(log=self.log("pip"))
+
+    def converge(self) -> str:
+        assert self.server is not None and self.host is not None
+        extra = {
+            "workspace_sync_endpoint_url": self.server.endpoint_for(self.host.gateway),
+            "workspace_sync_tool_wheelhouse": str(self.tool_wheelhouse()),
+        }
+        out = run([str(BIN / "ansible-playbook"), "-i", "inventory/aws_ec2.yml", "playbooks/site.yml",
+                   "-e", json.dumps(extra)], env=self.tool_env(), log=self.log("ansible"))
+        recap = [ln for ln in out.stdout.splitlines() if "ok=" in ln and "changed=" in ln]
+        return recap[-1].split(":", 1)[-1].strip() if recap else "converged"
+
+    def _read_stack(self) -> Stack:
+        out = json.loads(self.provision("outputs", "--json").stdout)
+        lam = boto3.client("lambda")
+        functions = {}
+        for fn in ("start", "stop"):
+            name = out["functions"][fn] if "functions" in out else f"simpletrader-{fn}"
+            conf = lam.get_function_configuration(FunctionName=name)
+            functions[fn] = conf["Environment"]["Variables"]
+        code_dir = self.workdir / "lambda-package"
+        code = lam.get_function(FunctionName=functions and (out.get("functions", {}).get("start")
+                                                            or "simpletrader-start"))
+        package = self._package_bytes(code)
+        if code_dir.exists():
+            import shutil
+
+            shutil.rmtree(code_dir)
+        with zipfile.ZipFile(io.BytesIO(package)) as zf:
+            zf.extractall(code_dir)
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="trading-day-notifications")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        topic = functions["start"]["ST_TOPIC_ARN"]
+        boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        return Stack(self.config, self.tool_env(), out, functions, code_dir, queue_url)
+
+    @staticmethod
+    def _package_bytes(function: dict[str, Any]) -> bytes:
+        """The deployed package: rebuilt by provision's packager and checked against CodeSha256."""
+        import base64
+        import hashlib
+
+        from provision import lambdas  # type: ignore[attr-defined]
+
+        package = lambdas.build_package()
+        data = package if isinstance(package, bytes) else package[0]
+        sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        if sha != function["Configuration"]["CodeSha256"]:
+            raise DayFailed("the Lambda package in the emulator differs from the one built from lambda/")
+        return data
+
+    # -- days
+
+    def agent_for(self) -> SsmAgent:
+        assert self.stack is not None and self.host is not None
+        if self.agent is None:
+            self.agent = SsmAgent(self.host, self.stack.functions["start"]["ST_INSTANCE_ID"], self.log("ssm-agent"))
+            self.agent.install()
+        return self.agent
+
+    def instance_state(self) -> str:
+        assert self.stack is not None
+        iid = self.stack.functions["start"]["ST_INSTANCE_ID"]
+        res = boto3.client("ec2").describe_instances(InstanceIds=[iid])
+        return str(res["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    def trading_day(self) -> dict[str, Any]:
+        """Start at 08:45, pre-market job, trading job, stop at 15:40: the normal day."""
+        assert self.stack is not None and self.host is not None
+        r = self.report
+        calendar = json.loads((self.stack.code_dir / "calendar.json").read_text())
+        day = trading_date(datetime.now(IST).date(), calendar)
+        start_mod, stop_mod = load_handlers(self.stack.code_dir)
+        self.agent_for()
+        facts: dict[str, Any] = {"date": day.isoformat()}
+        self.last_day = day
+        with r.step(f"08:45 IST start Lambda for {day} (calendar, start, SSM sync)",
+                    look=str(self.log("lambda"))) as st:
+            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=8, minute=45))
+            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
+            facts["start"] = result
+            if error:
+                raise DayFailed(f"start failed: {error}")
+            st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
+        jobs = crontab_jobs(self.host)
+        for name, when in (("pre-market-setup", "08:55"), ("trading", "09:14")):
+            with r.step(f"{when} IST cron job {name} (as cron runs it)", look=HOST_JOB_LOGS) as st:
+                out = run_cron_job(self.host, jobs, name, self.log("cron"))
+                facts[name] = out.returncode
+                if out.returncode != 0:
+                    raise DayFailed(f"cron job {name} exited {out.returncode}: {(out.stdout + out.stderr)[-400:]}")
+                st.detail = "exit 0"
+        with r.step("15:40 IST stop Lambda (end-of-day upload, then stop)", look=str(self.log("lambda"))) as st:
+            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=15, minute=40))
+            result, error = invoke(stop_mod, event, self.stack, "stop", self.log("lambda"))
+            facts["stop"] = result
+            if error:
+                raise DayFailed(f"stop failed: {error}")
+            st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
+        facts["notifications"] = notifications(self.stack.queue_url)
+        return facts
+
+    def holiday(self, day: date = date(2026, 1, 26)) -> dict[str, Any]:
+        """A scheduled start on an exchange holiday: no start, one notification."""
+        assert self.stack is not None
+        start_mod, _ = load_handlers(self.stack.code_dir)
+        before = self.instance_state()
+        with self.report.step(f"holiday {day}: start Lambda skips", look=str(self.log("lambda"))) as st:
+            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=8, minute=45))
+            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
+            if error or not str(result.get("outcome", "")).startswith("skipped"):
+                raise DayFailed(f"expected a skip, got {result.get('outcome')} {error}")
+            st.detail = f"{result['outcome']}; instance stays {self.instance_state()}"
+        return {"result": result, "before": before, "after": self.instance_state(),
+                "notifications": notifications(self.stack.queue_url)}
+
+    def stale_token(self) -> dict[str, Any]:
+        """The next morning, nobody published a new token: the start warns, the trading job refuses.
+
+        The Lambda runs with a clock set to the next trading morning (the token
+        object in the bucket was written today, so it is stale then). The host's
+        clock cannot be moved, so the host's token file is given yesterday's
+        time, which is what it would have on a morning without a publish.
+        """
+        assert self.stack is not None and self.host is not None
+        start_mod, _ = load_handlers(self.stack.code_dir)
+        calendar = json.loads((self.stack.code_dir / "calendar.json").read_text())
+        after = self.last_day or datetime.now(IST).date()
+        tomorrow = trading_date(after + timedelta(days=1), calendar)
+        morning = datetime.combine(tomorrow, datetime.min.time(), IST).replace(hour=8, minute=45)
+        self.agent_for()
+        facts: dict[str, Any] = {}
+        with self.report.step(f"stale token: start Lambda on {tomorrow} warns", look=str(self.log("lambda"))) as st:
+            with lambda_env(self.stack.functions["start"], self.stack.code_dir):
+                settings = start_mod.load_settings()
+                clock = ShiftedClock(morning)
+                buf = io.StringIO()
+                import logging
+
+                handler = logging.StreamHandler(buf)
+                logging.getLogger().addHandler(handler)
+                try:
+                    result = start_mod.run_start(
+                        event=start_mod.parse_event(scheduled_event(morning), allow_force=True),
+                        settings=settings, ec2=boto3.client("ec2"), ssm=boto3.client("ssm"),
+                        s3=boto3.client("s3"), sns=boto3.client("sns"), clock=clock,
+                        budget=start_mod.Budget(clock, None))
+                finally:
+                    logging.getLogger().removeHandler(handler)
+                with open(self.log("lambda"), "a") as fh:
+                    fh.write(f"--- start (stale token, clock {morning.isoformat()})\n{buf.getvalue()}\n"
+                             f"result: {json.dumps(result, default=str)}\n\n")
+            facts["start"] = result
+            if not any("token" in w for w in result.get("warnings", [])):
+                raise DayFailed(f"no token warning: {result.get('warnings')}")
+            st.detail = result["warnings"][0][:120]
+        with self.report.step("stale token: the trading job refuses to start", look=HOST_JOB_LOGS) as st:
+            workdir = "/home/ec2-user/projects/SimpleTrader"
+            self.host.sh(f"touch -h -d '-1 day' {workdir}/access_token.txt && touch -d '-1 day' "
+                         f"$(readlink -f {workdir}/access_token.txt)")
+            out = run_cron_job(self.host, crontab_jobs(self.host), "trading", self.log("cron"))
+            facts["trading_exit"] = out.returncode
+            if out.returncode == 0:
+                raise DayFailed("the trading job ran with a stale token")
+            st.detail = f"refused (exit {out.returncode})"
+        facts["notifications"] = notifications(self.stack.queue_url)
+        return facts
+
+    def bad_publish(self) -> dict[str, Any]:
+        """A manifest whose code hash is wrong: the host keeps the last good workspace, start fails."""
+        assert self.stack is not None and self.host is not None
+        start_mod, _ = load_handlers(self.stack.code_dir)
+        self.agent_for()
+        bucket = self.stack.functions["start"]["ST_BUCKET"]
+        s3 = boto3.client("s3")
+        workdir = "/home/ec2-user/projects/SimpleTrader"
+        show = f"readlink -f {workdir}; sudo cat $(dirname {workdir})/.simpletrader/ready.json"
+        before = self.host.sh(show).stdout
+        facts: dict[str, Any] = {"workspace_before": before}
+        with self.report.step("bad publish: manifest hash mismatch, start reports failure",
+                              look=str(self.log("ssm-agent"))) as st:
+            manifest = json.loads(s3.get_object(Bucket=bucket, Key="deploy/manifest.json")["Body"].read())
+            facts["manifest"] = manifest
+            for obj in manifest["objects"]:
+                if obj["role"] == "code":
+                    obj["sha256"] = "0" * 64
+            manifest["release"] = manifest["release"] + "-tampered"
+            s3.put_object(Bucket=bucket, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
+            event = {"force": True}
+            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
+            facts["start"], facts["error"] = result, error
+            if not error:
+                raise DayFailed("start succeeded on a tampered manifest")
+            st.detail = f"start failed as it should: {error[:100]}"
+        with self.report.step("bad publish: the host kept the last good workspace") as st:
+            after = self.host.sh(show).stdout
+            facts["workspace_after"] = after
+            if after != before:
+                raise DayFailed(f"workspace changed:\n{before}\n->\n{after}")
+            st.detail = after.splitlines()[0]
+        # a good publish again, for whatever runs next
+        self.provision("publish", "--wheelhouse", str(self.wheelhouse()))
+        facts["notifications"] = notifications(self.stack.queue_url)
+        return facts
+
+    def tear_down(self) -> None:
+        if self.agent is not None:
+            self.agent.uninstall()
+        if self.host_vars is not None and self.host_vars.exists():
+            self.host_vars.unlink()
+            with contextlib.suppress(OSError):
+                self.host_vars.parent.rmdir()
+        if self.server is not None:
+            self.server.stop()
+        if self.host is not None:
+            self.host.down()
+        os.environ.clear()
+        os.environ.update(self._saved_env)

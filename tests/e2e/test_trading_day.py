@@ -1,0 +1,134 @@
+"""A whole trading day end to end, then the negative days (needs root).
+
+The emulator is AWS, a Debian 11 test host is the EC2 instance; provision,
+the playbooks, the host routines and the Lambda handlers run unmodified.
+The tests run in file order on one stack, as the days follow each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from devtools.tradingday import Day
+
+pytestmark = [pytest.mark.root, pytest.mark.testhost]
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKDIR = "/home/ec2-user/projects/SimpleTrader"
+FAKE_SECRETS = [
+    json.loads((ROOT / "example/secrets/keys.json").read_text()),
+    (ROOT / "example/secrets/access_token.txt").read_text().strip(),
+]
+
+
+def secret_values() -> list[str]:
+    values = []
+    for item in FAKE_SECRETS:
+        if isinstance(item, dict):
+            values += [str(v) for v in item.values() if len(str(v)) >= 8]
+        else:
+            values.append(item)
+    assert values, "the example secrets must hold values to look for"
+    return values
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
+    d = Day(tmp_path_factory.mktemp("day"), host_name="e2e-host")
+    try:
+        d.bring_up()
+        yield d
+    finally:
+        print(d.report.render())
+        d.tear_down()
+
+
+@pytest.fixture(scope="module")
+def normal(day: Day) -> dict[str, Any]:
+    return day.trading_day()
+
+
+def objects(bucket: str, prefix: str) -> dict[str, bytes]:
+    s3 = boto3.client("s3")
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+    return found
+
+
+def test_normal_day_starts_syncs_trades_uploads_and_stops(day: Day, normal: dict[str, Any]) -> None:
+    assert day.stack is not None and day.host is not None
+    assert normal["start"]["outcome"] == "synced"
+    assert normal["stop"]["ok"] is True
+    assert day.instance_state() == "stopped"
+    # the agent ran exactly the routines' command lines, in order
+    assert day.agent is not None
+    assert day.agent.ran[:2] == ["simpletrader-workspace sync", "simpletrader-workspace eod"]
+
+    bucket = day.stack.functions["start"]["ST_BUCKET"]
+    logs = objects(bucket, f"logs/{normal['date']}/") or objects(bucket, "logs/")
+    assert any(k.endswith("trades.csv") for k in logs), sorted(logs)
+    ledger = objects(bucket, "ledger/")
+    assert any(k.endswith("ledger.csv") for k in ledger), sorted(ledger)
+
+
+def test_normal_day_host_files_and_modes(day: Day, normal: dict[str, Any]) -> None:
+    assert day.host is not None
+    out = day.host.sh(
+        f"stat -c '%a %U %n' $(readlink -f {WORKDIR})/keys.json $(readlink -f {WORKDIR})/access_token.txt; "
+        f"test -L {WORKDIR} && echo symlink; "
+        f"sudo cat $(dirname {WORKDIR})/.simpletrader/ready.json").stdout.splitlines()
+    assert out[0].startswith("600 ec2-user ") and out[0].endswith("keys.json")
+    assert out[1].startswith("600 ec2-user ") and out[1].endswith("access_token.txt")
+    assert out[2] == "symlink"
+    ready = json.loads("\n".join(out[3:]))
+    assert ready["release"]
+
+
+def test_normal_day_notifications(day: Day, normal: dict[str, Any]) -> None:
+    subjects = [n["subject"] for n in normal["notifications"]]
+    assert len(subjects) == 2, subjects
+    assert any("start" in s.lower() for s in subjects)
+    assert any("stop" in s.lower() for s in subjects)
+
+
+def test_holiday_no_start_one_notification(day: Day, normal: dict[str, Any]) -> None:
+    facts = day.holiday()
+    assert facts["result"]["outcome"].startswith("skipped")
+    assert facts["before"] == facts["after"] == "stopped"
+    assert len(facts["notifications"]) == 1
+    assert "holiday" in (facts["notifications"][0]["subject"] + facts["notifications"][0]["message"]).lower()
+
+
+def test_stale_token_warns_and_trading_job_refuses(day: Day, normal: dict[str, Any]) -> None:
+    facts = day.stale_token()
+    assert any("token" in w for w in facts["start"]["warnings"])
+    assert facts["trading_exit"] != 0
+    assert any("token" in n["message"].lower() for n in facts["notifications"])
+
+
+def test_bad_publish_keeps_workspace_and_fails_start(day: Day, normal: dict[str, Any]) -> None:
+    facts = day.bad_publish()
+    assert facts["error"]
+    assert facts["workspace_after"] == facts["workspace_before"]
+    assert any("fail" in n["subject"].lower() for n in facts["notifications"])
+
+
+def test_no_log_contains_a_planted_secret(day: Day, normal: dict[str, Any]) -> None:
+    logs = [p for p in day.logs.glob("*.log")]
+    assert logs
+    assert day.host is not None
+    host_logs = day.host.sh(f"sudo find $(dirname {WORKDIR}) /var/log -name '*.log' -type f "
+                            "-exec cat {} + 2>/dev/null; sudo journalctl --no-pager 2>/dev/null | tail -n 5000",
+                            check=False).stdout
+    for secret in secret_values():
+        for path in logs:
+            assert secret not in path.read_text(errors="replace"), f"{secret[:4]}... leaked into {path}"
+        assert secret not in host_logs, f"{secret[:4]}... leaked into a log on the host"
