@@ -372,9 +372,10 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
     bucket = config_mod.bucket_name(cfg)
     prefixes = cfg.bucket.prefixes.as_dict()
     s3 = ctx.clients.s3
+    owner = ctx.clients.account_id  # every S3 call names the bucket's expected owner
     if args.token is not None:
         manifest = publish_mod.publish_token(
-            s3, bucket=bucket, prefixes=prefixes, token_file=args.token, log=o.line
+            s3, bucket=bucket, prefixes=prefixes, token_file=args.token, log=o.line, expected_owner=owner
         )
     else:
         a = cfg.artifacts
@@ -388,6 +389,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             token_file=cfg.artifact_path(a.token_file),
             wheelhouse=args.wheelhouse,
             log=o.line,
+            expected_owner=owner,
         )
     o.line(f"Published release {manifest.get('release')} to s3://{bucket}/{prefixes['deploy']}manifest.json")
     return 0

@@ -110,8 +110,17 @@ def test_publish_uploads_the_configured_artifacts(run: Runner, tmp_path: Path) -
     run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
     wheelhouse = tmp_path / "wheels"
     wheelhouse.mkdir()
-    result = run("publish", "--wheelhouse", str(wheelhouse))
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(event_name: str, params: dict[str, Any], **kwargs: Any) -> None:
+        if event_name.startswith("provide-client-params.s3."):
+            calls.append((event_name.rsplit(".", 1)[-1], dict(params)))
+
+    result = run("publish", "--wheelhouse", str(wheelhouse), hooks=[("provide-client-params", spy)])
     assert result.code == 0, result.err
+    assert any(op == "PutObject" for op, _ in calls)
+    for op, params in calls:
+        assert params.get("ExpectedBucketOwner") == "123456789012", op
     manifest = json.loads(
         boto3.client("s3")
         .get_object(Bucket="simpletrader-working-bucket", Key="deploy/manifest.json")["Body"]
