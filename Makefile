@@ -25,7 +25,7 @@ unit: setup
 	$(BIN)/python -m pytest -m "not root and not testhost" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader-workspace
 	$(BIN)/mypy provision lambda devtools
 	$(BIN)/yamllint -s .
 	cd $(CURDIR) && $(BIN)/ansible-lint --profile production roles playbooks
