@@ -1,10 +1,11 @@
 """playbooks/site.yml and sync.yml on a Debian 11 test host, as an operator runs them.
 
 One fresh host: site.yml converges it from the stack config, a second run
-changes nothing, sync.yml syncs the example release from the emulator, and
-the pre-market cron job's own command line then runs the example code on the
-synced workspace. The roles' molecule scenarios test each part in depth; this
-proves they fit together (paths, lock, ready marker, interpreter).
+changes nothing, sync.yml syncs the example release from the emulator, the
+pre-market cron job's own command line then runs the example code on the
+synced workspace, and site.yml still changes nothing after all that. The
+roles' molecule scenarios test each part in depth; this proves they fit
+together (paths, lock, ready marker, interpreter).
 """
 
 from __future__ import annotations
@@ -147,3 +148,8 @@ def test_site_then_sync_then_the_cron_job(host: dict[str, Any], inventory: Path,
                   "pre-market-setup-$(date +%Y-%m-%d).log").stdout
     assert "pre-market: wrote data/historical_context.json" in log, log
     assert "exit 0" in log, log
+
+    # A host that has synced and traded is still converged: nothing to change.
+    third = playbook(inventory, "site.yml", "-e", f"workspace_sync_endpoint_url={endpoint}")
+    assert third.returncode == 0, third.stdout[-5000:]
+    assert recap(third.stdout)["changed"] == 0, third.stdout[-5000:]
