@@ -25,6 +25,11 @@ TIMEOUT_SECONDS = 900
 MEMORY_MB = 256
 SYNC_COMMAND = "simpletrader-workspace sync"
 EOD_COMMAND = "simpletrader-workspace eod"
+# Lambda retries a failed asynchronous (EventBridge) invocation twice by default.
+# start: one more try can still save the trading day (a transient sync failure);
+# stop: a retry would only find the instance stopped and report that instead of
+# the failure that was already notified.
+RETRIES = {"start": 1, "stop": 0}
 ROLE_NOT_READY = [("InvalidParameterValueException", "cannot be assumed by Lambda")]
 
 
@@ -96,7 +101,23 @@ class Function(Resource):
             "environment": (c.get("Environment") or {}).get("Variables", {}),
             "code_sha256": c.get("CodeSha256"),
             "tags": {k: (fn.get("Tags") or {}).get(k) for k in tags.resource_tags(ctx.stack, self.kind)},
+            "retries": self._retries(ctx),
         }
+
+    def _retries(self, ctx: Context) -> int:
+        """MaximumRetryAttempts for asynchronous invocations (2 when never set: Lambda's default)."""
+        try:
+            conf = ctx.clients.lambda_.get_function_event_invoke_config(FunctionName=self.label(ctx))
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return 2
+            raise
+        return int(conf.get("MaximumRetryAttempts", 2))
+
+    def _put_retries(self, ctx: Context) -> None:
+        ctx.clients.lambda_.put_function_event_invoke_config(
+            FunctionName=self.label(ctx), MaximumRetryAttempts=RETRIES[self.kind]
+        )
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids[f"{self.kind}_function_arn"] = live["arn"]
@@ -116,6 +137,7 @@ class Function(Resource):
             **self._config(ctx),
             "code_sha256": package(ctx).sha256_b64,
             "tags": tags.resource_tags(ctx.stack, self.kind),
+            "retries": RETRIES[self.kind],
         }
 
     def create(self, ctx: Context) -> None:
@@ -144,6 +166,7 @@ class Function(Resource):
             if error_code(exc) != "ResourceConflictException":  # created by an interrupted run
                 raise
         lam.get_waiter("function_active_v2").wait(FunctionName=name)
+        self._put_retries(ctx)
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         lam, name = ctx.clients.lambda_, self.label(ctx)
@@ -173,6 +196,8 @@ class Function(Resource):
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
         if "tags" in changed:
             lam.tag_resource(Resource=live["arn"], Tags=tags.resource_tags(ctx.stack, self.kind))
+        if "retries" in changed:
+            self._put_retries(ctx)
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.clients.lambda_.delete_function(FunctionName=self.label(ctx))

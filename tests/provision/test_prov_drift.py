@@ -125,3 +125,22 @@ def test_without_static_ip_there_is_no_elastic_ip(run: Runner) -> None:
     assert run("up", "--yes").code == 0
     assert boto3.client("ec2").describe_addresses(Filters=STACK)["Addresses"] == []
     assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_lambda_retry_attempts_set_and_drift_repaired(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    lam = boto3.client("lambda")
+    assert lam.get_function_event_invoke_config(FunctionName="simpletrader-start")["MaximumRetryAttempts"] == 1
+    assert lam.get_function_event_invoke_config(FunctionName="simpletrader-stop")["MaximumRetryAttempts"] == 0
+    # Drift: the setting removed out of band (Lambda's default of 2 retries again). moto keeps the
+    # first of several puts, so removal is the drift it can show.
+    lam.delete_function_event_invoke_config(FunctionName="simpletrader-stop")
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 2
+    assert "~ lambda.stop (simpletrader-stop)" in plan.out
+    assert "retries: 2 -> 0" in plan.out
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    assert run.last_recorder is not None
+    assert [c[2] for c in run.last_recorder.mutating()] == ["PutFunctionEventInvokeConfig"]
+    assert lam.get_function_event_invoke_config(FunctionName="simpletrader-stop")["MaximumRetryAttempts"] == 0
