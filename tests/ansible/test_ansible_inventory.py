@@ -7,6 +7,7 @@ emulator (AWS_ENDPOINT_URL, set by the ``moto`` fixture).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,22 @@ def host_tags(stack: str = "simpletrader", name: str | None = "simpletrader-host
     return tags
 
 
-def inventory(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("ansible-inventory"), "-i", str(INVENTORY), *args], cwd=cwd,
+def inventory(*args: str, source: Path = INVENTORY, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("ansible-inventory"), "-i", str(source), *args], cwd=ROOT,
                           env=tool_env(**env), capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """The product inventory, byte for byte, in a directory of its own.
+
+    inventory/host_vars/ holds git-ignored local overrides (the e2e maps the
+    emulator's instance to a test host there); host variables are checked on
+    a copy so such an override cannot change what the plugin itself produces.
+    """
+    path = tmp_path / INVENTORY.name
+    shutil.copyfile(INVENTORY, path)
+    return path
 
 
 def plain(value: Any) -> Any:
@@ -55,8 +69,8 @@ def plain(value: Any) -> Any:
     return value
 
 
-def listing(**env: str) -> dict[str, Any]:
-    proc = inventory("--list", **env)
+def listing(source: Path, **env: str) -> dict[str, Any]:
+    proc = inventory("--list", source=source, **env)
     assert proc.returncode == 0, proc.stderr
     return dict(plain(json.loads(proc.stdout)))
 
@@ -71,7 +85,7 @@ def test_graph_lists_the_running_trading_host(moto: Any) -> None:
     assert "Failed to parse" not in proc.stderr
 
 
-def test_only_this_stacks_running_trading_hosts(moto: Any) -> None:
+def test_only_this_stacks_running_trading_hosts(moto: Any, copy: Path) -> None:
     ec2 = boto3.client("ec2")
     run_instance(ec2, host_tags())
     run_instance(ec2, host_tags(stack="other", name="other-host"))
@@ -79,17 +93,17 @@ def test_only_this_stacks_running_trading_hosts(moto: Any) -> None:
     run_instance(ec2, {**host_tags(name="simpletrader-notours"), "Project": "someone-else"})
     stopped = run_instance(ec2, host_tags(name="simpletrader-stopped"))
     ec2.stop_instances(InstanceIds=[stopped])
-    data = listing()
+    data = listing(copy)
     assert sorted(data["trading_hosts"]["hosts"]) == ["simpletrader-host"]
     assert sorted(data["_meta"]["hostvars"]) == ["simpletrader-host"]
 
 
-def test_connection_variables(moto: Any) -> None:
+def test_connection_variables(moto: Any, copy: Path) -> None:
     ec2 = boto3.client("ec2")
     instance = run_instance(ec2, host_tags())
     described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
     public_ip = described["PublicIpAddress"]
-    hostvars = listing()["_meta"]["hostvars"]["simpletrader-host"]
+    hostvars = listing(copy)["_meta"]["hostvars"]["simpletrader-host"]
     assert hostvars["ansible_host"] == public_ip
     assert hostvars["ansible_user"] == "ec2-user"
     assert hostvars["ansible_ssh_private_key_file"] == "simpletrader-key.pem"
@@ -97,18 +111,18 @@ def test_connection_variables(moto: Any) -> None:
     assert "tags" not in hostvars  # prefixed, so it cannot shadow the play keyword
 
 
-def test_key_file_from_the_environment(moto: Any) -> None:
+def test_key_file_from_the_environment(moto: Any, copy: Path) -> None:
     run_instance(boto3.client("ec2"), host_tags())
-    hostvars = listing(ST_SSH_KEY="/keys/st.pem")["_meta"]["hostvars"]["simpletrader-host"]
+    hostvars = listing(copy, ST_SSH_KEY="/keys/st.pem")["_meta"]["hostvars"]["simpletrader-host"]
     assert hostvars["ansible_ssh_private_key_file"] == "/keys/st.pem"
 
 
-def test_host_without_a_name_tag_is_named_by_instance_id(moto: Any) -> None:
+def test_host_without_a_name_tag_is_named_by_instance_id(moto: Any, copy: Path) -> None:
     instance = run_instance(boto3.client("ec2"), host_tags(name=None))
-    assert listing()["trading_hosts"]["hosts"] == [instance]
+    assert listing(copy)["trading_hosts"]["hosts"] == [instance]
 
 
-def test_stack_and_region_come_from_the_stack_config(moto: Any, tmp_path: Path) -> None:
+def test_stack_and_region_come_from_the_stack_config(moto: Any, copy: Path, tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "stack.yml").read_text())
     config["stack"]["name"] = "paper"
     config["stack"]["region"] = "eu-west-1"
@@ -117,7 +131,7 @@ def test_stack_and_region_come_from_the_stack_config(moto: Any, tmp_path: Path) 
     run_instance(boto3.client("ec2", region_name="ap-south-1"), host_tags(stack="paper", name="paper-mumbai"))
     run_instance(boto3.client("ec2", region_name="eu-west-1"), host_tags(stack="paper", name="paper-host"))
     run_instance(boto3.client("ec2", region_name="eu-west-1"), host_tags())
-    data = listing(ST_STACK_CONFIG=str(path))
+    data = listing(copy, ST_STACK_CONFIG=str(path))
     assert data["trading_hosts"]["hosts"] == ["paper-host"]
     assert data["_meta"]["hostvars"]["paper-host"]["ansible_ssh_private_key_file"] == "paper-key.pem"
 
