@@ -134,8 +134,7 @@ def run_provision_bench(echo: Echo = print, config: Path | None = None) -> Secti
             mutating = sum(1 for rr, _, o in first.calls.calls if rr == res and MUTATING.match(o))
             ops = first.calls.by_resource().get(res, Counter())
             rows.append([res, *map(str, counts), str(mutating),
-                         ", ".join(f"{op.split('.', 1)[1]}x{n}" if n > 1 else op.split('.', 1)[1]
-                                   for op, n in sorted(ops.items()))])
+                         ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sorted(ops.items()))])
         section.table("Calls per resource (up from empty / no-change up / plan; mutating in the first up)",
                       ["resource", "up", "up again", "plan", "mutating", "operations in the first up"], rows)
         section.table("Calls per service and operation (up from empty)", ["operation", "calls"],

@@ -1,0 +1,385 @@
+"""Benchmarks on test hosts: start-to-ready sync and site.yml converge times.
+
+One local stack is brought up with devtools.tradingday.Day (test host,
+emulator, ``provision up``, dynamic inventory, ``site.yml``, publish): its
+first ``site.yml`` run on a fresh host is the "project ansible.cfg, first run"
+figure. On that host the sync benchmark then publishes the generated workload
+(bench/workload.py) with ``provision.publish`` and runs, as root, our
+``simpletrader-workspace sync`` and the original's routine against the same
+bucket and wheelhouse. For Ansible's defaults a second fresh host is booted
+and converged with ``ANSIBLE_CONFIG`` pointing at a file that sets only what
+the repository layout needs (``roles_path``), then taken down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import workload
+from bench.report import Figure, Section
+from devtools.tradingday import ROOT, WHEEL_CACHE, Day, Host, _download_wheels, run
+
+Echo = Callable[[str], None]
+
+# The original's start routine, as the CDK app's Lambda had the host run it
+# (seed README): wipe the working directory, download every object, install
+# requirements.txt into the system interpreter. Run by the host's boto3 (the
+# routine's tool virtualenv; the host has no aws cli). Prints phase times as JSON.
+ORIGINAL_ROUTINE = r'''
+import json, os, shutil, subprocess, sys, tarfile, time
+import boto3
+from boto3.s3.transfer import TransferConfig
+cfg = json.load(open("/etc/simpletrader/workspace.json"))
+work, python = sys.argv[1], sys.argv[2]
+deploy = cfg.get("prefixes", {}).get("deploy", "deploy/")
+t0 = time.monotonic()
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work + "/wheelhouse")
+s3 = boto3.client("s3", region_name=cfg.get("region"), endpoint_url=cfg.get("endpoint_url") or None)
+manifest = json.loads(s3.get_object(Bucket=cfg["bucket"], Key=deploy + "manifest.json")["Body"].read())
+t1 = time.monotonic()
+transfer = TransferConfig()
+for obj in manifest["objects"]:
+    name = obj["key"].rsplit("/", 1)[-1]
+    dest = work + ("/wheelhouse/" + name if obj["role"] == "wheel" else "/" + name)
+    s3.download_file(cfg["bucket"], obj["key"], dest, Config=transfer)
+t2 = time.monotonic()
+with tarfile.open(work + "/code.tar.gz") as tar:
+    tar.extractall(work)
+t3 = time.monotonic()
+proc = subprocess.run([python, "-m", "pip", "install", "--no-index", "--find-links", work + "/wheelhouse",
+                       "-r", work + "/requirements.txt"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+t4 = time.monotonic()
+print(json.dumps({"rc": proc.returncode, "clean": t1 - t0, "download": t2 - t1, "extract": t3 - t2,
+                  "pip": t4 - t3, "total": t4 - t0, "tail": proc.stdout[-600:]}))
+'''
+
+ORIGINAL_WORKDIR = "/home/ec2-user/projects/SimpleTrader-original"
+SITE_PACKAGES = "/usr/local/lib/python3.9/dist-packages"
+
+
+def bench_wheelhouse(log: Path | None = None) -> Path:
+    """The workload's wheels for the host (CPython 3.9 manylinux), downloaded once and cached."""
+    return _download_wheels(list(workload.REQUIREMENTS), WHEEL_CACHE / "bench", log)
+
+
+def recap(text: str) -> dict[str, int]:
+    """The PLAY RECAP counters of one ansible-playbook run, summed over hosts."""
+    totals: dict[str, int] = {}
+    for line in text.splitlines():
+        if "ok=" in line and "changed=" in line and ":" in line:
+            for item in line.split(":", 1)[1].split():
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    if v.isdigit():
+                        totals[k] = totals.get(k, 0) + int(v)
+    return totals
+
+
+def sync_phases(started: float, lines: list[tuple[float, str]]) -> dict[str, float]:
+    """Seconds per step of one sync, from its output lines stamped on arrival.
+
+    A step ends when the line reporting it arrives: "downloaded and verified"
+    closes the download, "extracted" the extraction, and the final "ready" line
+    the virtualenv (built or reused) plus the switch.
+    """
+    phases: dict[str, float] = {}
+    previous = started
+    names = (("manifest release", "start+manifest"), ("downloaded and verified", "download"),
+             ("extracted", "extract"), ("ready release", "venv+switch"))
+    for t, msg in lines:
+        for needle, name in names:
+            if needle in msg:
+                phases[name] = phases.get(name, 0.0) + (t - previous)
+                previous = t
+                break
+    return phases
+
+
+@contextlib.contextmanager
+def environ(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class HostBench:
+    """Holds the Day, runs the host-side measurements, always tears everything down."""
+
+    def __init__(self, workdir: Path, echo: Echo = print, host_prefix: str = "bench") -> None:
+        self.workdir = workdir
+        self.echo = echo
+        self.tag = f"{os.getpid() % 10000}"
+        self.name_a = f"{host_prefix}-a{self.tag}"
+        self.name_b = f"{host_prefix}-b{self.tag}"
+        self.day = Day(workdir / "day", host_name=self.name_a, echo=lambda s: echo("  " + s), suffix="-bench")
+        self.facts_dir = workdir / "ansible-facts"
+        self.extra_hosts: list[Host] = []
+        self.ansible_runs: list[dict[str, Any]] = []
+
+    # -- ansible
+
+    def _playbook(self, label: str, defaults: bool) -> dict[str, Any]:
+        """One site.yml run against whatever the inventory maps the instance to."""
+        env: dict[str, str] = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(self.facts_dir)}
+        if defaults:
+            cfg = self.workdir / "ansible-defaults.cfg"
+            # Only what lets ansible-playbook find this repository's roles; everything else is Ansible's default.
+            cfg.write_text("[defaults]\nroles_path = " + str(ROOT / "roles") + "\n")
+            env["ANSIBLE_CONFIG"] = str(cfg)
+        t = time.monotonic()
+        with environ(**env):
+            out_text = self._converge_output()
+        seconds = time.monotonic() - t
+        counts = recap(out_text)
+        result = {"label": label, "seconds": seconds, "recap": counts, "ansible_cfg": "defaults" if defaults
+                  else "project"}
+        self.ansible_runs.append(result)
+        self.echo(f"  {label}: {seconds:.1f} s, {counts}")
+        return result
+
+    def _converge_output(self) -> str:
+        # Day.converge returns only the recap line; the log has the run's whole output.
+        log = self.day.log("ansible")
+        size = log.stat().st_size if log.exists() else 0
+        self.day.converge()
+        with open(log) as fh:
+            fh.seek(size)
+            return fh.read()
+
+    def _map_inventory_to(self, host: Host) -> None:
+        assert self.day.host_vars is not None
+        self.day.host_vars.write_text(
+            "# Written by bench/hostbench.py: maps the emulator's instance to a local test host.\n"
+            f"ansible_host: {host.ip}\nansible_ssh_private_key_file: {host.key}\n"
+            "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+
+    # -- host commands
+
+    def root(self, script: str, timeout: float = 1800) -> tuple[float, str, int]:
+        """Run ``script`` as root on host A (as SSM does); wall time measured on the host."""
+        assert self.day.host is not None
+        wrapped = (f"s=$(date +%s.%N); {script}; rc=$?; e=$(date +%s.%N); "
+                   "echo; echo \"BENCH-TIME $s $e $rc\"")
+        proc = self.day.host.sh(f"sudo -n bash -c {shlex.quote(wrapped)}", check=False, timeout=timeout,
+                                log=self.day.log("bench-host"))
+        last = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-TIME ")]
+        if not last:
+            raise RuntimeError(f"no timing from the host (exit {proc.returncode}): {proc.stderr[-400:]}")
+        _, s, e, rc = last[-1].split()
+        return float(e) - float(s), proc.stdout, int(rc)
+
+    def publish(self, code_dir: Path, requirements: Path, wheelhouse: Path) -> dict[str, Any]:
+        import boto3
+
+        from provision.publish import publish
+
+        assert self.day.stack is not None
+        bucket = self.day.stack.functions["start"]["ST_BUCKET"]
+        ex = ROOT / "example" / "secrets"
+        return publish(boto3.client("s3"), bucket=bucket, prefixes={"deploy": "deploy/", "secrets": "secrets/"},
+                       code_dir=code_dir, requirements=requirements, keys_file=ex / "keys.json",
+                       token_file=ex / "access_token.txt", wheelhouse=wheelhouse, log=lambda s: None)
+
+    def our_sync(self, label: str) -> dict[str, Any]:
+        # Each output line stamped on arrival: the routine flushes one line per step.
+        seconds, out, rc = self.root(
+            "set -o pipefail; simpletrader-workspace sync 2>&1 | "
+            "while IFS= read -r l; do printf 'T %s %s\\n' \"$(date +%s.%N)\" \"$l\"; done")
+        stamped = [ln.split(" ", 2) for ln in out.splitlines() if ln.startswith("T ")]
+        lines = [(float(t), msg) for _, t, msg in stamped if msg.startswith("sync: ")]
+        start = [ln for ln in out.splitlines() if ln.startswith("BENCH-TIME ")]
+        if rc != 0 or not lines:
+            raise RuntimeError(f"{label}: sync failed: {lines[-1][1] if lines else out[-400:]}")
+        reused = any("reusing virtualenv" in msg for _, msg in lines)
+        phases = sync_phases(float(start[-1].split()[1]), lines)
+        self.echo(f"  {label}: {seconds:.1f} s ({'venv reused' if reused else 'venv built'}; "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + ")")
+        return {"label": label, "seconds": seconds, "venv_reused": reused, "last_line": lines[-1][1],
+                "phases": phases}
+
+    def original(self, label: str, clean_site: bool) -> dict[str, Any]:
+        if clean_site:
+            self.root(f"cd {SITE_PACKAGES} && ls -A | grep -vxF -f /root/bench-site-before | xargs -r rm -rf; "
+                      "cd /usr/local/bin && ls -A | grep -vxF -f /root/bench-bin-before | xargs -r rm -f")
+        seconds, out, rc = self.root(
+            f"/opt/simpletrader/venv/bin/python /root/bench-original.py {ORIGINAL_WORKDIR} /usr/bin/python3.9")
+        phases = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+        if rc != 0 or phases["rc"] != 0:
+            raise RuntimeError(f"{label}: the original routine failed: {phases.get('tail', out[-400:])}")
+        phases.pop("tail", None)
+        self.echo(f"  {label}: {seconds:.1f} s (download {phases['download']:.1f}, pip {phases['pip']:.1f})")
+        return {"label": label, "seconds": seconds, "phases": phases, "clean_site": clean_site}
+
+    # -- the benchmarks
+
+    def sync_bench(self, section: Section, warm_runs: int = 3) -> None:
+        wheels = bench_wheelhouse(self.day.log("pip"))
+        self._put_root_file("/root/bench-original.py", ORIGINAL_ROUTINE)
+        self.root(f"mkdir -p {SITE_PACKAGES}; ls -A {SITE_PACKAGES} > /root/bench-site-before; "
+                  "ls -A /usr/local/bin > /root/bench-bin-before")
+        code = self.workdir / "code"
+        reqs = self.workdir / "requirements.txt"
+        runs: list[dict[str, Any]] = []
+
+        def release(variant: int, comment: str = "") -> dict[str, Any]:
+            workload.generate(code, variant=variant)
+            reqs.write_text(workload.requirements_text(comment))
+            m = self.publish(code, reqs, wheels)
+            code_obj = next(o for o in m["objects"] if o["role"] == "code")
+            return {"release": m["release"], "objects": len(m["objects"]), "code_bytes": code_obj["size"],
+                    "wheel_bytes": sum(o["size"] for o in m["objects"] if o["role"] == "wheel"),
+                    "files": workload.count_files(code)}
+
+        info = release(0)
+        section.details["workload"] = info
+        self.echo(f"  workload: {info['files']} files, code.tar.gz {info['code_bytes'] / 1e6:.1f} MB, "
+                  f"{len(workload.REQUIREMENTS)} requirements, wheels {info['wheel_bytes'] / 1e6:.1f} MB")
+        runs.append(self.our_sync("ours cold (first sync: new requirements hash, empty wheel cache)"))
+        runs.append(self.original("original, first morning (clean system site-packages)", clean_site=True))
+        venv_s, _, _ = self.root("/usr/bin/python3.9 -m venv /root/bench-venv-probe; rm -rf /root/bench-venv-probe")
+        section.details["python_m_venv_seconds"] = venv_s
+        self.echo(f"  diagnostic: python3.9 -m venv alone takes {venv_s:.1f} s on this host")
+        for i in range(warm_runs):
+            release(i + 1)
+            runs.append(self.our_sync(f"ours warm #{i + 1} (new code release, same requirements)"))
+            runs.append(self.original(f"original #{i + 2} ({'clean site' if i % 2 else 'packages installed'})",
+                                      clean_site=bool(i % 2)))
+        release(warm_runs + 1, comment="requirements changed")
+        runs.append(self.our_sync("ours cold (requirements changed, wheels cached)"))
+        section.details["runs"] = runs
+
+        cold = runs[0]["seconds"]
+        cold2 = runs[-1]["seconds"]
+        warm = statistics.median(r["seconds"] for r in runs if r["label"].startswith("ours warm"))
+        orig_clean = statistics.median(r["seconds"] for r in runs if r.get("clean_site") is True)
+        orig_inst = [r["seconds"] for r in runs if r.get("clean_site") is False]
+        orig_all = statistics.median(r["seconds"] for r in runs if "clean_site" in r)
+        section.add(Figure("sync cold: first sync, new requirements hash", cold, "s",
+                           "original, clean site-packages", orig_clean, "no slower (ratio >= 1.0)",
+                           cold <= orig_clean))
+        section.add(Figure("sync cold: requirements changed, wheels cached", cold2, "s",
+                           "original, clean site-packages", orig_clean, "no slower (ratio >= 1.0)",
+                           cold2 <= orig_clean))
+        section.add(Figure(f"sync warm: new code, same requirements (median of {warm_runs})", warm, "s",
+                           "original, clean site-packages", orig_clean, ">= 10x faster", orig_clean >= 10 * warm))
+        if orig_inst:
+            inst = statistics.median(orig_inst)
+            section.add(Figure("sync warm (as above)", warm, "s", "original, packages already installed", inst,
+                               ">= 10x faster", inst >= 10 * warm,
+                               note="the original's repeat morning: pip finds everything installed"))
+        section.details["original_median_all"] = orig_all
+        section.table("Where a cold sync's extra time goes", ["step", "seconds"],
+                      [["python3.9 -m venv alone (ensurepip; the original installs into the system python)",
+                        f"{venv_s:.1f}"]])
+        section.table("Every run, in order (wall time on the host, as root)", ["run", "seconds", "detail"],
+                      [[r["label"], f"{r['seconds']:.1f}",
+                        ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k not in ("rc", "total"))]
+                       for r in runs])
+
+    def _put_root_file(self, path: str, text: str) -> None:
+        assert self.day.host is not None
+        run([*self.day.host.ssh_argv(), f"sudo -n tee {shlex.quote(path)} >/dev/null"], input_text=text)
+
+    def ansible_bench(self, section: Section, first_project: dict[str, Any], repeats: int = 2) -> None:
+        """First run on a fresh host and no-change runs (best of ``repeats``), project cfg vs defaults."""
+        again_project = [self._playbook(f"site.yml no-change run #{i + 1}, project ansible.cfg", defaults=False)
+                         for i in range(repeats)]
+        host_b = Host.up(self.name_b)
+        self.extra_hosts.append(host_b)
+        try:
+            self._map_inventory_to(host_b)
+            first_default = self._playbook("site.yml first run, Ansible defaults", defaults=True)
+            again_default = [self._playbook(f"site.yml no-change run #{i + 1}, Ansible defaults", defaults=True)
+                             for i in range(repeats)]
+        finally:
+            assert self.day.host is not None
+            self._map_inventory_to(self.day.host)
+            host_b.down()
+            self.extra_hosts.remove(host_b)
+        best_project = min(again_project, key=lambda r: r["seconds"])
+        best_default = min(again_default, key=lambda r: r["seconds"])
+        section.add(Figure("site.yml first run on a fresh host, project ansible.cfg", first_project["seconds"], "s",
+                           "Ansible defaults", first_default["seconds"]))
+        unchanged = all(r["recap"].get("changed", -1) == 0 for r in again_project + again_default)
+        section.add(Figure(f"site.yml no-change run (best of {repeats}), project ansible.cfg", best_project["seconds"],
+                           "s", "Ansible defaults", best_default["seconds"], "changed=0", unchanged))
+        runs = [first_project, *again_project, first_default, *again_default]
+        section.table("Every run (wall time of ansible-playbook on this machine)",
+                      ["run", "seconds", "ok", "changed", "failed", "skipped"],
+                      [[r["label"], f"{r['seconds']:.1f}", *(str(r["recap"].get(k, "-"))
+                                                              for k in ("ok", "changed", "failed", "skipped"))]
+                       for r in runs])
+        section.details["runs"] = runs
+        section.details["defaults_cfg"] = "[defaults] roles_path = <repo>/roles (nothing else)"
+
+    # -- the whole thing
+
+    def run(self, want_sync: bool, want_ansible: bool, sync_section: Section | None,
+            ansible_section: Section | None) -> None:
+        try:
+            t = time.monotonic()
+            with environ(ANSIBLE_CACHE_PLUGIN_CONNECTION=str(self.facts_dir)):
+                self.day.bring_up()
+            step = next(s for s in self.day.report.steps if s.name.startswith("ansible-playbook"))
+            first = {"label": "site.yml first run, project ansible.cfg", "seconds": step.seconds,
+                     "recap": recap("x : " + step.detail), "ansible_cfg": "project"}
+            self.ansible_runs.append(first)
+            if ansible_section is not None:
+                ansible_section.details["bring_up_seconds"] = time.monotonic() - t
+            if want_sync and sync_section is not None:
+                t = time.monotonic()
+                try:
+                    self.sync_bench(sync_section)
+                except Exception as exc:  # noqa: BLE001 - reported in the section, the rest still runs
+                    sync_section.error = str(exc)[:500]
+                sync_section.seconds = time.monotonic() - t
+            if want_ansible and ansible_section is not None:
+                t = time.monotonic()
+                try:
+                    self.ansible_bench(ansible_section, first)
+                except Exception as exc:  # noqa: BLE001 - reported in the section
+                    ansible_section.error = str(exc)[:500]
+                ansible_section.seconds = time.monotonic() - t
+        finally:
+            for host in self.extra_hosts:
+                host.down()
+            self.day.tear_down()
+
+
+def run_host_benches(want_sync: bool, want_ansible: bool, echo: Echo = print,
+                     workdir: Path | None = None) -> list[Section]:
+    sections: list[Section] = []
+    sync_section = Section("sync", "1. Start-to-ready sync on a test host") if want_sync else None
+    ansible_section = Section("ansible", "3. Configuration: site.yml converge times") if want_ansible else None
+    with tempfile.TemporaryDirectory(prefix="simpletrader-bench-") as tmp:
+        bench = HostBench(workdir or Path(tmp), echo=echo)
+        t = time.monotonic()
+        try:
+            bench.run(want_sync, want_ansible, sync_section, ansible_section)
+        except Exception as exc:  # noqa: BLE001 - bring-up failed: report it in every section asked for
+            for s in (sync_section, ansible_section):
+                if s is not None and not s.error:
+                    s.error = f"bring-up failed: {str(exc)[:400]}"
+        if ansible_section is not None and not ansible_section.seconds:
+            ansible_section.seconds = time.monotonic() - t
+    sections += [s for s in (sync_section, ansible_section) if s is not None]
+    return sections
+
+

@@ -1,0 +1,85 @@
+"""The benchmark's own pieces that need no host: workload, report, recap parsing, call recording."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import workload
+from bench.hostbench import recap
+from bench.provbench import MUTATING, Calls
+from bench.report import Figure, Section, render, write_json
+from provision.publish import build_code_archive
+
+SMALL = workload.Shape(modules=40, data_files=3, data_bytes=1000, changed_per_variant=5)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(build_code_archive(path)).hexdigest()
+
+
+def test_workload_is_deterministic_and_a_variant_changes_only_some_modules(tmp_path: Path) -> None:
+    a = workload.generate(tmp_path / "a", shape=SMALL)
+    b = workload.generate(tmp_path / "b", shape=SMALL)
+    c = workload.generate(tmp_path / "c", shape=SMALL, variant=1)
+    assert digest(a) == digest(b) != digest(c)
+    differing = [p.relative_to(a) for p in a.rglob("*.py")
+                 if p.read_bytes() != (c / p.relative_to(a)).read_bytes()]
+    assert len(differing) == SMALL.changed_per_variant
+    assert (a / "requirements.txt").read_text() == (c / "requirements.txt").read_text()
+    reqs = [ln for ln in (a / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert len(reqs) == 15 and any(r.startswith("numpy==") for r in reqs) and any(r.startswith("pandas==")
+                                                                                for r in reqs)
+
+
+def test_requirements_comment_changes_the_bytes_not_the_packages() -> None:
+    plain, bumped = workload.requirements_text(), workload.requirements_text("changed")
+    assert plain != bumped
+    assert [ln for ln in bumped.splitlines() if not ln.startswith("#")] == plain.splitlines()[1:]
+
+
+def test_figure_ratio_and_report(tmp_path: Path) -> None:
+    f = Figure("sync warm", 2.0, "s", "original", 30.0, ">= 10x", True)
+    assert f.ratio == 15.0
+    assert Figure("x", 1.0).ratio is None
+    s = Section("sync", "Sync")
+    s.add(f)
+    s.table("runs", ["run", "s"], [["a", "1.0"]])
+    text = render([s])
+    assert "15.0x" in text and "original" in text and "30.0 s" in text
+    write_json(tmp_path / "r.json", [s], {"nproc": 2})
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["sections"]["sync"]["figures"][0]["ratio"] == 15.0
+
+
+def test_recap_sums_the_play_recap() -> None:
+    out = ("PLAY RECAP ****\nsimpletrader-host : ok=53   changed=19   unreachable=0    failed=0    skipped=3 "
+           "rescued=0    ignored=0\n")
+    assert recap(out) == {"ok": 53, "changed": 19, "unreachable": 0, "failed": 0, "skipped": 3, "rescued": 0,
+                          "ignored": 0}
+    assert recap("no recap here") == {}
+
+
+def test_calls_are_counted_per_resource_and_mutating_ones_are_told_apart() -> None:
+    calls = Calls()
+    calls("before-call.ec2.DescribeVpcs")
+    calls.current = "network.vpc"
+    calls("before-call.ec2.CreateVpc")
+    calls("before-call.ec2.DescribeVpcs")
+    assert calls.by_operation()["ec2.DescribeVpcs"] == 2
+    assert calls.by_resource()["network.vpc"]["ec2.CreateVpc"] == 1
+    assert calls.mutating() == [("network.vpc", "ec2", "CreateVpc")]
+    assert not MUTATING.match("GetParameter") and MUTATING.match("PutParameter")
+
+
+def test_sync_phases_split_the_routines_output_by_step() -> None:
+    from bench.hostbench import sync_phases
+
+    lines = [(10.5, "sync: manifest release r (19 objects)"), (11.0, "sync: downloaded and verified 19 objects"),
+             (11.1, "sync: keys.json has keys: a"), (11.6, "sync: extracted 1528 files of the code base"),
+             (11.7, "sync: building virtualenv abc with /usr/bin/python3.9"), (19.6, "sync: ready release=r venv=abc")]
+    phases = sync_phases(10.0, lines)
+    assert phases == pytest.approx({"start+manifest": 0.5, "download": 0.5, "extract": 0.6, "venv+switch": 8.0})
