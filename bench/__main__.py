@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = machine()
     meta["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    load = ", ".join(f"{x:.2f}" for x in meta["load_avg_at_start"])
     print(f"bench: {', '.join(wanted)} on {meta['nproc']} CPUs, {meta['memory_gb']} GB, kernel {meta['kernel']}, "
-          f"{meta['date']}", flush=True)
+          f"{meta['date']}, load average {load}", flush=True)
     t0 = time.monotonic()
     sections: dict[str, Section] = {}
     if "provision" in wanted:
@@ -94,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             sections[s.name] = s
     ordered = [sections[n] for n in ALL if n in sections]
     meta["total_seconds"] = round(time.monotonic() - t0, 1)
+    meta["load_avg_at_end"] = os.getloadavg()
     text = render(ordered)
     print(text)
     if "cost" in sections and "rendered" in sections["cost"].details:
         print()
         print("  " + sections["cost"].details["rendered"].replace("\n", "\n  "))
     write_json(args.json, ordered, meta)
-    print(f"\nbench: done in {meta['total_seconds']:.0f} s; numbers in {args.json}")
+    load = ", ".join(f"{x:.2f}" for x in meta["load_avg_at_end"])
+    print(f"\nbench: done in {meta['total_seconds']:.0f} s (load average now {load}); numbers in {args.json}")
     return 1 if any(s.error for s in ordered) else 0
 
 
