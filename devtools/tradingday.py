@@ -360,16 +360,21 @@ def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subp
 
 
 def _download_wheels(requirements: list[str], dest: Path, log: Path | None = None) -> Path:
-    """pip download for the host (CPython 3.9, manylinux x86_64), once per requirement set."""
+    """Wheels for the host (CPython 3.9), once per requirement set, with publish's own builder."""
     import hashlib
+
+    from provision.publish import build_wheelhouse
 
     stamp = dest / (".built-" + hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12])
     if not stamp.exists():
         dest.mkdir(parents=True, exist_ok=True)
-        run([str(BIN / "python"), "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-             "--python-version", "3.9", "--implementation", "cp", "--abi", "cp39",
-             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64", "--platform", "any",
-             "-d", str(dest), *requirements], log=log)
+        reqs = dest / ".requirements.txt"
+        reqs.write_text("\n".join(requirements) + "\n")
+        lines: list[str] = []
+        build_wheelhouse(reqs, dest, log=lines.append)
+        if log is not None:
+            with open(log, "a") as fh:
+                fh.write("\n".join(lines) + "\n")
         stamp.write_text("")
     return dest
 
