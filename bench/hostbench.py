@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import statistics
 import tempfile
 import time
@@ -120,16 +121,42 @@ def environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+class BenchDay(Day):
+    """The local stack of devtools.tradingday.Day under a stack name of its own.
+
+    The inventory names the instance ``<stack>-host`` and the test-host mapping
+    lives in ``inventory/host_vars/<that name>.yml``; other sessions running a
+    Day (the demo, the e2e test) use the default stack name, so with the
+    default this benchmark and they would overwrite each other's mapping.
+    """
+
+    def __init__(self, *args: Any, stack_name: str, **kwargs: Any) -> None:
+        self.stack_name = stack_name
+        super().__init__(*args, **kwargs)
+
+    def write_config(self) -> Path:
+        import yaml
+
+        path = super().write_config()
+        cfg = yaml.safe_load(path.read_text())
+        cfg["stack"]["name"] = self.stack_name
+        path.write_text("# Written by bench/hostbench.py from the repository's stack.yml\n"
+                        + yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+
 class HostBench:
     """Holds the Day, runs the host-side measurements, always tears everything down."""
 
-    def __init__(self, workdir: Path, echo: Echo = print, host_prefix: str = "bench") -> None:
+    def __init__(self, workdir: Path, echo: Echo = print, host_prefix: str = "bench",
+                 day_dir: Path | None = None) -> None:
         self.workdir = workdir
         self.echo = echo
         self.tag = f"{os.getpid() % 10000}"
         self.name_a = f"{host_prefix}-a{self.tag}"
         self.name_b = f"{host_prefix}-b{self.tag}"
-        self.day = Day(workdir / "day", host_name=self.name_a, echo=lambda s: echo("  " + s), suffix="-bench")
+        self.day = BenchDay(day_dir or workdir / "day", host_name=self.name_a, echo=lambda s: echo("  " + s),
+                            suffix="-bench", stack_name=f"{host_prefix}{self.tag}")
         self.facts_dir = workdir / "ansible-facts"
         self.extra_hosts: list[Host] = []
         self.ansible_runs: list[dict[str, Any]] = []
@@ -382,12 +409,18 @@ class HostBench:
 
 
 def run_host_benches(want_sync: bool, want_ansible: bool, echo: Echo = print,
-                     workdir: Path | None = None) -> list[Section]:
+                     workdir: Path | None = None, day_dir: Path | None = None) -> list[Section]:
+    """Run the host benchmarks asked for. The generated workload lives in a temp dir (or ``workdir``); the
+    local stack's config and logs in ``day_dir`` (default ``.state/bench/day``, replaced each run) so a
+    failure can be read afterwards."""
+    day_dir = day_dir or ROOT / ".state" / "bench" / "day"
+    if day_dir.exists():
+        shutil.rmtree(day_dir)
     sections: list[Section] = []
     sync_section = Section("sync", "1. Start-to-ready sync on a test host") if want_sync else None
     ansible_section = Section("ansible", "3. Configuration: site.yml converge times") if want_ansible else None
     with tempfile.TemporaryDirectory(prefix="simpletrader-bench-") as tmp:
-        bench = HostBench(workdir or Path(tmp), echo=echo)
+        bench = HostBench(workdir or Path(tmp), echo=echo, day_dir=day_dir)
         t = time.monotonic()
         try:
             bench.run(want_sync, want_ansible, sync_section, ansible_section)
@@ -398,6 +431,9 @@ def run_host_benches(want_sync: bool, want_ansible: bool, echo: Echo = print,
         if ansible_section is not None and not ansible_section.seconds:
             ansible_section.seconds = time.monotonic() - t
     sections += [s for s in (sync_section, ansible_section) if s is not None]
+    for s in sections:
+        s.details["logs"] = str(day_dir / "logs")
+    echo(f"  logs of the host benchmarks: {day_dir / 'logs'}")
     return sections
 
 

@@ -83,3 +83,24 @@ def test_sync_phases_split_the_routines_output_by_step() -> None:
              (11.7, "sync: building virtualenv abc with /usr/bin/python3.9"), (19.6, "sync: ready release=r venv=abc")]
     phases = sync_phases(10.0, lines)
     assert phases == pytest.approx({"start+manifest": 0.5, "download": 0.5, "extract": 0.6, "venv+switch": 8.0})
+
+
+def test_cli_runs_the_cost_benchmark_alone_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main
+
+    out = tmp_path / "r.json"
+    assert main(["--only", "cost", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    fig = data["sections"]["cost"]["figures"][0]
+    assert fig["baseline"] > fig["value"] > 0
+    assert set(data["sections"]) == {"cost"} and data["meta"]["nproc"]
+    assert "total per month" in capsys.readouterr().out
+
+
+def test_cli_refuses_an_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--only", "cost,speed"])
+    assert exc.value.code == 2
+    assert "speed" in capsys.readouterr().err
