@@ -346,7 +346,11 @@ class HostBench:
         """First run on a fresh host and no-change runs (best of ``repeats``), project cfg vs defaults."""
         again_project = [self._playbook(f"site.yml no-change run #{i + 1}, project ansible.cfg", defaults=False)
                          for i in range(repeats)]
-        host_b = Host.up(self.name_b)
+        try:
+            host_b = Host.up(self.name_b)
+        except BaseException:
+            Host(self.name_b, "", "", "").down()  # whatever a failed boot left of our own host
+            raise
         self.extra_hosts.append(host_b)
         try:
             self._map_inventory_to(host_b)
