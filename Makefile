@@ -26,7 +26,7 @@ unit: setup
 
 lint: setup
 	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader-workspace
-	$(BIN)/mypy provision lambda devtools
+	$(BIN)/mypy provision lambda devtools bench
 	$(BIN)/yamllint -s .
 	cd $(CURDIR) && $(BIN)/ansible-lint --profile production roles playbooks
 

@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--wheelhouse", type=Path, default=None, metavar="DIR", help="also upload the wheels in DIR"
     )
+    cost = sub.add_parser(
+        "cost", parents=[common], help="the monthly bill the config implies, against running 24/7 (no AWS call)"
+    )
+    cost.add_argument("--prices", type=Path, default=None, metavar="FILE", help="YAML overriding the price table")
+    cost.add_argument("--year", type=int, default=None, help="the calendar year to count trading days in")
+    cost.add_argument("--json", action="store_true")
     return p
 
 
@@ -395,6 +401,14 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
     return 0
 
 
+def cmd_cost(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    from provision import cost as cost_mod
+
+    result = cost_mod.monthly_cost(ctx.cfg, args.prices, year=args.year)
+    o.line(json.dumps(result, indent=2, sort_keys=True, default=str) if args.json else cost_mod.render(result))
+    return 0
+
+
 Handler = Callable[[Context, argparse.Namespace, _Out, Callable[[str], str]], int]
 COMMANDS: dict[str, Handler] = {
     "plan": cmd_plan,
@@ -404,6 +418,7 @@ COMMANDS: dict[str, Handler] = {
     "outputs": cmd_outputs,
     "key": cmd_key,
     "publish": cmd_publish,
+    "cost": cmd_cost,
 }
 
 __all__ = ["main", "Plan"]
