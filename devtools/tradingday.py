@@ -425,6 +425,8 @@ class Day:
                    ANSIBLE_HOST_KEY_CHECKING="False")
         env.pop("S3_BUCKET_SUFFIX", None)
         env["ST_STACK_CONFIG"] = str(self.config)
+        # ansible.cfg caches facts by inventory name for an hour; each day's test host is new.
+        env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(self.workdir / "ansible-facts")
         return env
 
     def write_config(self) -> Path:
