@@ -125,7 +125,7 @@ class BenchDay(Day):
     """The local stack of devtools.tradingday.Day under a stack name of its own.
 
     The inventory names the instance ``<stack>-host`` and the test-host mapping
-    lives in ``inventory/host_vars/<that name>.yml``; other sessions running a
+    lives in ``inventory/host_vars/<that name>.yml``; other runs of a
     Day (the demo, the e2e test) use the default stack name, so with the
     default this benchmark and they would overwrite each other's mapping.
     """
