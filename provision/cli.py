@@ -394,6 +394,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             keys_file=cfg.artifact_path(a.keys_file),
             token_file=cfg.artifact_path(a.token_file),
             wheelhouse=args.wheelhouse,
+            platforms=publish_mod.host_platforms(cfg.instance.architecture),
             log=o.line,
             expected_owner=owner,
         )

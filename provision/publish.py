@@ -50,10 +50,11 @@ EXCLUDE_DIRS = frozenset(
         "ledger",
     }
 )
-EXCLUDE_TOP_FILES = frozenset(
-    {"keys.json", "access_token.txt", ".simpletrader-release.json", ".simpletrader-uploaded.json"}
-)
-EXCLUDE_SUFFIXES = (".pyc", ".pyo")
+EXCLUDE_TOP_FILES = frozenset({".simpletrader-release.json", ".simpletrader-uploaded.json"})
+# Secrets are never packed into the code archive, at any depth: they go to
+# secrets/ and land on the host mode 0600, while the code is world-readable.
+EXCLUDE_SECRET_FILES = frozenset({"keys.json", "access_token.txt", ".env"})
+EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".pem")
 DEFAULT_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 ARM64_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 FIXED_MTIME = 0
@@ -174,7 +175,7 @@ def _iter_code_files(code_dir: Path) -> Iterable[tuple[str, Path]]:
         dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDE_DIRS)
         top = here == root
         for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
-            if name.endswith(EXCLUDE_SUFFIXES) or (top and name in EXCLUDE_TOP_FILES):
+            if name.endswith(EXCLUDE_SUFFIXES) or name in EXCLUDE_SECRET_FILES or (top and name in EXCLUDE_TOP_FILES):
                 continue
             path = here / name
             yield path.relative_to(root).as_posix(), path
@@ -503,7 +504,8 @@ def publish_token(
         raise PublishError(f"s3://{bucket}/{manifest_key} is not valid JSON; run a full `publish`") from None
     if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
         raise PublishError(
-            f"s3://{bucket}/{manifest_key} has version {manifest.get('version')!r}"
+            f"s3://{bucket}/{manifest_key} has version "
+            f"{manifest.get('version') if isinstance(manifest, dict) else None!r}"
             f" (this tool writes {MANIFEST_VERSION}); run a full `publish`"
         )
     tokens = [o for o in manifest.get("objects", []) if isinstance(o, dict) and o.get("role") == "token"]

@@ -128,6 +128,11 @@ def test_code_archive_is_deterministic(tmp_path: Path) -> None:
     (code / ".git" / "HEAD").write_text("ref\n")
     (code / "keys.json").write_text("{}")
     (code / "access_token.txt").write_text("t")
+    # ... at any depth, and key files and dotenv files too
+    (code / "src" / "keys.json").write_text("{}")
+    (code / "src" / "setup" / "access_token.txt").write_text("t")
+    (code / "src" / "deploy.pem").write_text("k")
+    (code / "src" / ".env").write_text("K=v")
     assert build_code_archive(code) == first
     with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
         for member in tar.getmembers():
