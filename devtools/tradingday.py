@@ -680,8 +680,8 @@ class Day:
                          f"$(readlink -f {workdir}/access_token.txt)")
             out = run_cron_job(self.host, crontab_jobs(self.host), "trading", self.log("cron"))
             facts["trading_exit"] = out.returncode
-            if out.returncode == 0:
-                raise DayFailed("the trading job ran with a stale token")
+            if out.returncode != 3:  # the guard's "stale token" exit
+                raise DayFailed(f"the trading job should refuse a stale token with exit 3, got {out.returncode}")
             st.detail = f"refused (exit {out.returncode})"
         facts["notifications"] = notifications(self.stack.queue_url)
         return facts
