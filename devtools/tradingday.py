@@ -233,7 +233,6 @@ class Stack:
     """What a day needs to know, read back from the emulator after `provision up`."""
 
     config: Path
-    env: dict[str, str]
     outputs: dict[str, Any]
     functions: dict[str, dict[str, str]]  # name -> Lambda environment
     code_dir: Path  # the deployed Lambda package, unpacked
@@ -360,23 +359,28 @@ def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subp
 
 
 def _download_wheels(requirements: list[str], dest: Path, log: Path | None = None) -> Path:
-    """Wheels for the host (CPython 3.9), once per requirement set, with publish's own builder."""
+    """Wheels for the host (CPython 3.9), with publish's own builder, cached per requirement set.
+
+    Each set gets a directory of its own (dest/<hash>), so wheels of an older pin
+    list never sit beside the current ones.
+    """
     import hashlib
 
     from provision.publish import build_wheelhouse
 
-    stamp = dest / (".built-" + hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12])
+    here = dest / hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12]
+    stamp = here / ".complete"
     if not stamp.exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        reqs = dest / ".requirements.txt"
+        here.mkdir(parents=True, exist_ok=True)
+        reqs = here / ".requirements.txt"
         reqs.write_text("\n".join(requirements) + "\n")
         lines: list[str] = []
-        build_wheelhouse(reqs, dest, log=lines.append)
+        build_wheelhouse(reqs, here, log=lines.append)
         if log is not None:
             with open(log, "a") as fh:
                 fh.write("\n".join(lines) + "\n")
         stamp.write_text("")
-    return dest
+    return here
 
 
 def tool_wheelhouse(log: Path | None = None) -> Path:
@@ -415,7 +419,8 @@ class Day:
 
     def log(self, name: str) -> Path:
         path = self.logs / f"{name}.log"
-        self.report.logs.append(path) if path not in self.report.logs else None
+        if path not in self.report.logs:
+            self.report.logs.append(path)
         return path
 
     def tool_env(self) -> dict[str, str]:
@@ -532,15 +537,10 @@ class Day:
     def _read_stack(self) -> Stack:
         out = json.loads(self.provision("outputs", "--json").stdout)
         lam = boto3.client("lambda")
-        functions = {}
-        for fn in ("start", "stop"):
-            name = out["functions"][fn] if "functions" in out else f"simpletrader-{fn}"
-            conf = lam.get_function_configuration(FunctionName=name)
-            functions[fn] = conf["Environment"]["Variables"]
+        deployed = {fn: lam.get_function(FunctionName=out["functions"][fn]) for fn in ("start", "stop")}
+        functions = {fn: d["Configuration"]["Environment"]["Variables"] for fn, d in deployed.items()}
+        package = self._package_bytes(deployed["start"])  # one package for both functions
         code_dir = self.workdir / "lambda-package"
-        code = lam.get_function(FunctionName=functions and (out.get("functions", {}).get("start")
-                                                            or "simpletrader-start"))
-        package = self._package_bytes(code)
         if code_dir.exists():
             import shutil
 
@@ -552,7 +552,7 @@ class Day:
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         topic = functions["start"]["ST_TOPIC_ARN"]
         boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-        return Stack(self.config, self.tool_env(), out, functions, code_dir, queue_url)
+        return Stack(self.config, out, functions, code_dir, queue_url)
 
     @staticmethod
     def _package_bytes(function: dict[str, Any]) -> bytes:
@@ -594,14 +594,7 @@ class Day:
         self.agent_for()
         facts: dict[str, Any] = {"date": day.isoformat()}
         self.last_day = day
-        with r.step(f"08:45 IST start Lambda for {day} (calendar, start, SSM sync)",
-                    look=str(self.log("lambda"))) as st:
-            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=8, minute=45))
-            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
-            facts["start"] = result
-            if error:
-                raise DayFailed(f"start failed: {error}")
-            st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
+        facts["start"] = self._scheduled(start_mod, "start", day, 8, 45, "calendar, start, SSM sync")
         jobs = crontab_jobs(self.host)
         for name, when in (("pre-market-setup", "08:55"), ("trading", "09:14")):
             with r.step(f"{when} IST cron job {name} (as cron runs it)", look=HOST_JOB_LOGS) as st:
@@ -610,15 +603,21 @@ class Day:
                 if out.returncode != 0:
                     raise DayFailed(f"cron job {name} exited {out.returncode}: {(out.stdout + out.stderr)[-400:]}")
                 st.detail = "exit 0"
-        with r.step("15:40 IST stop Lambda (end-of-day upload, then stop)", look=str(self.log("lambda"))) as st:
-            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=15, minute=40))
-            result, error = invoke(stop_mod, event, self.stack, "stop", self.log("lambda"))
-            facts["stop"] = result
-            if error:
-                raise DayFailed(f"stop failed: {error}")
-            st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
+        facts["stop"] = self._scheduled(stop_mod, "stop", day, 15, 40, "end-of-day upload, then stop")
         facts["notifications"] = notifications(self.stack.queue_url)
         return facts
+
+    def _scheduled(self, module: Any, fn: str, day: date, hour: int, minute: int, what: str) -> dict[str, Any]:
+        """Invoke a handler with the event its EventBridge rule sends at hour:minute IST on `day`."""
+        assert self.stack is not None
+        with self.report.step(f"{hour:02d}:{minute:02d} IST {fn} Lambda for {day} ({what})",
+                              look=str(self.log("lambda"))) as st:
+            when = datetime.combine(day, datetime.min.time(), IST).replace(hour=hour, minute=minute)
+            result, error = invoke(module, scheduled_event(when), self.stack, fn, self.log("lambda"))
+            if error:
+                raise DayFailed(f"{fn} failed: {error}")
+            st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
+        return result
 
     def holiday(self, day: date = date(2026, 1, 26)) -> dict[str, Any]:
         """A scheduled start on an exchange holiday: no start, one notification."""
