@@ -56,32 +56,14 @@ def rootfs() -> Path:
 
 @pytest.fixture(scope="module")
 def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """boto3 at the tool venv's pin, as pure-Python wheels for 3.9, unpacked into a site dir."""
-    wheels = tmp_path_factory.mktemp("tool-wheels")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--only-binary=:all:",
-            "--python-version",
-            "3.9",
-            "--implementation",
-            "cp",
-            "--platform",
-            "manylinux2014_x86_64",
-            "-d",
-            str(wheels),
-            f"boto3=={TOOL_BOTO3}",
-            f"botocore=={TOOL_BOTO3}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot download boto3 {TOOL_BOTO3} for Python 3.9: {proc.stdout[-300:]}")
+    """The tool venv's packages (roles/workspace_sync defaults), as wheels for 3.9, unpacked into a site dir."""
+    from devtools.tradingday import tool_wheelhouse
+    from provision.publish import PublishError
+
+    try:
+        wheels = tool_wheelhouse()  # the role's pinned tool packages, built once with publish's builder
+    except PublishError as exc:
+        pytest.skip(f"cannot download the host tool wheels for Python 3.9: {str(exc)[-300:]}")
     site = tmp_path_factory.mktemp("tool-site")
     for wheel in wheels.glob("*.whl"):
         with zipfile.ZipFile(wheel) as zf:

@@ -95,14 +95,14 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     reqs = (CODE_DIR / "requirements.txt").read_bytes()
     assert ready["venv"] == hashlib.sha256(reqs).hexdigest()
 
-    # The workdir is a symlink to the release; secrets are 0600 and owned by the owner.
+    # The workdir is a symlink to the release; secrets are 0600. (Ownership by another user than
+    # the one running the routine is checked on real hosts: molecule verify and tests/e2e.)
     assert host.workdir.is_symlink()
     release_dir = Path(os.path.realpath(host.workdir))
     assert release_dir.parent == host.releases and release_dir.name.startswith(published["release"] + "_")
     for secret in ("keys.json", "access_token.txt"):
         st = (host.workdir / secret).stat()
         assert stat.S_IMODE(st.st_mode) == 0o600
-        assert st.st_uid == os.getuid()
     assert (host.workdir / "keys.json").read_bytes() == (ROOT / "example/secrets/keys.json").read_bytes()
     code = "src/setup/setup.py"
     assert (host.workdir / code).read_bytes() == (CODE_DIR / code).read_bytes()
