@@ -32,6 +32,8 @@ from provision.errors import ProvisionError
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+CODE_INDEX_NAME = "code-index.json"
+CODE_INDEX_VERSION = 1
 # Never packed into the code archive: caches, VCS data, the host's trade data
 # (it lives in the workspace and is uploaded by the end-of-day routine), and
 # secrets that sit in a developer's working copy (they go to secrets/).
@@ -185,22 +187,39 @@ def _iter_code_files(code_dir: Path) -> Iterable[tuple[str, Path]]:
 
 
 def build_code_archive(code_dir: Path) -> bytes:
-    """A deterministic gzip tar of the code base: same tree, same bytes.
+    """A deterministic gzip tar of the code base: same tree, same bytes (see ``build_code_release``)."""
+    return build_code_release(code_dir)[0]
+
+
+def build_code_release(code_dir: Path) -> tuple[bytes, list[dict[str, Any]]]:
+    """The code archive and its index: ``(code.tar.gz bytes, entries)``.
 
     Entries are sorted, owners are 0/0 with no names, mtimes fixed, modes
     normalised to 0644 (0755 when any execute bit is set, and for
     directories). Symlinks are kept when they point inside the tree;
     others, and special files, are refused.
+
+    Every tar entry (header, data, padding) is compressed as a gzip member of
+    its own, and the members are concatenated: the whole is an ordinary
+    ``.tar.gz`` any tar reader extracts, and one file's member can also be
+    fetched alone with a ranged GET and decompressed by itself. The index
+    lists every entry in archive order: ``{"path", "type": "dir"|"file"|
+    "symlink", "mode"}``, plus ``size``, ``sha256``, ``offset`` and
+    ``length`` (of its gzip member in the archive) for files and ``target``
+    for symlinks (docs/CONTRACTS.md, code index).
     """
     root = code_dir.resolve()
     entries = sorted(_iter_code_files(code_dir), key=lambda e: e[0])
     raw = io.BytesIO()
+    spans: list[tuple[int, int]] = []
+    index: list[dict[str, Any]] = []
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, path in entries:
             info = tarfile.TarInfo(name.rstrip("/"))
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             info.mtime = FIXED_MTIME
+            begin = raw.tell()
             if path.is_symlink():
                 target = os.readlink(path)
                 resolved = (path.parent / target).resolve()
@@ -213,23 +232,35 @@ def build_code_archive(code_dir: Path) -> bytes:
                 info.linkname = target
                 info.mode = 0o777
                 tar.addfile(info)
+                entry: dict[str, Any] = {"path": info.name, "type": "symlink", "mode": 0o777, "target": target}
             elif name.endswith("/"):
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 tar.addfile(info)
+                entry = {"path": info.name, "type": "dir", "mode": 0o755}
             elif path.is_file():
                 data = path.read_bytes()
                 info.size = len(data)
                 info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
                 tar.addfile(info, io.BytesIO(data))
+                entry = {"path": info.name, "type": "file", "mode": info.mode, "size": len(data),
+                         "sha256": _sha256(data)}
             else:
                 raise PublishError(
                     f"{path} is not a regular file, directory or symlink; remove it from the code directory"
                 )
+            spans.append((begin, raw.tell()))
+            index.append(entry)
+    tar_bytes = raw.getvalue()
+    tail = spans[-1][1] if spans else 0
     out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=FIXED_MTIME, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+    for entry, (begin, finish) in zip(index, spans):
+        member = gzip.compress(tar_bytes[begin:finish], compresslevel=9, mtime=FIXED_MTIME)
+        if entry["type"] == "file":
+            entry.update(offset=out.tell(), length=len(member))
+        out.write(member)
+    out.write(gzip.compress(tar_bytes[tail:], compresslevel=9, mtime=FIXED_MTIME))  # end-of-archive blocks
+    return out.getvalue(), index
 
 
 # --------------------------------------------------------------------------- wheelhouse
@@ -335,6 +366,16 @@ def _entry(role: str, key: str, data: bytes) -> dict[str, Any]:
     return {"role": role, "key": key, "size": len(data), "sha256": _sha256(data)}
 
 
+def _code_index(code_key: str, archive: bytes, entries: list[dict[str, Any]]) -> bytes:
+    """The code index object (docs/CONTRACTS.md): the entries, bound to the archive they point into."""
+    doc = {
+        "version": CODE_INDEX_VERSION,
+        "archive": {"key": code_key, "size": len(archive), "sha256": _sha256(archive)},
+        "entries": entries,
+    }
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode("utf-8")
+
+
 def _write_manifest(s3: Any, bucket: str, deploy: str, manifest: dict[str, Any]) -> None:
     body = (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
     s3.put_object(
@@ -413,7 +454,7 @@ def _upload_release(
     log: Log,
 ) -> dict[str, Any]:
 
-    archive = build_code_archive(code_dir)
+    archive, index_entries = build_code_release(code_dir)
     req_data = requirements.read_bytes()
     wheel_digests = [(w, _sha256_file(w), w.stat().st_size) for w in wheels]
     content = hashlib.sha256()
@@ -430,6 +471,11 @@ def _upload_release(
     _put(s3, bucket, code_key, archive, _sha256(archive), "application/gzip")
     objects.append(_entry("code", code_key, archive))
     log(f"publish: code archive {len(archive)} bytes -> {code_key}")
+    index_key = f"{deploy}releases/{release}/{CODE_INDEX_NAME}"
+    index_data = _code_index(code_key, archive, index_entries)
+    _put(s3, bucket, index_key, index_data, _sha256(index_data), "application/json")
+    code_index = {"key": index_key, "size": len(index_data), "sha256": _sha256(index_data)}
+    log(f"publish: code index ({len(index_entries)} entries) -> {index_key}")
     req_key = f"{deploy}releases/{release}/requirements.txt"
     _put(s3, bucket, req_key, req_data, _sha256(req_data), "text/plain")
     objects.append(_entry("requirements", req_key, req_data))
@@ -464,6 +510,7 @@ def _upload_release(
         "release": release,
         "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "objects": objects,
+        "code_index": code_index,
     }
     _write_manifest(s3, bucket, deploy, manifest)
     log(f"publish: manifest written: {deploy}{MANIFEST_NAME} (release {release}, {len(objects)} objects)")

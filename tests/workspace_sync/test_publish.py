@@ -28,6 +28,7 @@ from wshelpers import (
 from provision.publish import (
     PublishError,
     build_code_archive,
+    build_code_release,
     build_wheelhouse,
     host_platforms,
     publish_token,
@@ -144,6 +145,54 @@ def test_code_archive_is_deterministic(tmp_path: Path) -> None:
     assert build_code_archive(code) != first
 
 
+def test_code_index_points_at_each_file_in_the_archive(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    shutil.copytree(CODE_DIR, code)
+    (code / "bin").mkdir()
+    (code / "bin" / "run.sh").write_text("#!/bin/sh\n")
+    (code / "bin" / "run.sh").chmod(0o755)
+    (code / "src" / "empty.txt").write_bytes(b"")
+    (code / "latest").symlink_to("src/setup")
+    archive, index = build_code_release(code)
+    assert archive == build_code_archive(code)
+    files = {e["path"]: e for e in index if e["type"] == "file"}
+    on_disk = {p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert set(files) == on_disk
+    assert {e["path"]: e["target"] for e in index if e["type"] == "symlink"} == {"latest": "src/setup"}
+    assert {e["path"] for e in index if e["type"] == "dir"} == {"bin", "src", "src/setup"}
+    # The whole is one ordinary .tar.gz whose entries are the index's, in the same order.
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        assert [m.name for m in tar.getmembers()] == [e["path"] for e in index]
+        for m in tar.getmembers():
+            if m.isfile():
+                content = tar.extractfile(m)
+                assert content is not None and content.read() == (code / m.name).read_bytes()
+    # Each file's gzip member stands alone: one ranged GET and one decompression give the file.
+    for path, e in files.items():
+        data = (code / path).read_bytes()
+        assert (e["size"], e["sha256"], e["mode"]) == (len(data), hashlib.sha256(data).hexdigest(),
+                                                      0o755 if path == "bin/run.sh" else 0o644)
+        member = gzip.decompress(archive[e["offset"] : e["offset"] + e["length"]])
+        padded = (len(data) + 511) // 512 * 512
+        assert member[len(member) - padded :][: len(data)] == data
+        assert (len(member) - padded) % 512 == 0 and len(member) > padded
+
+
+def test_publish_writes_the_code_index_beside_the_archive(s3: Any, wheelhouse: Path) -> None:
+    manifest = do_publish(s3, wheelhouse)
+    code = next(o for o in manifest["objects"] if o["role"] == "code")
+    ref = manifest["code_index"]
+    assert ref["key"] == code["key"].replace("code.tar.gz", "code-index.json")
+    data = s3.get_object(Bucket=BUCKET, Key=ref["key"])["Body"].read()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (ref["size"], ref["sha256"])
+    doc = json.loads(data)
+    assert doc["version"] == 1
+    assert doc["archive"] == {"key": code["key"], "size": code["size"], "sha256": code["sha256"]}
+    assert {e["path"] for e in doc["entries"] if e["type"] == "file"} == {
+        "requirements.txt", "src/setup/common.py", "src/setup/pre_market_setup.py", "src/setup/closure.py",
+        "src/setup/setup.py"}
+
+
 def test_outside_symlink_is_refused(tmp_path: Path) -> None:
     code = tmp_path / "code"
     shutil.copytree(CODE_DIR, code)
@@ -171,6 +220,7 @@ def test_publish_token_touches_only_the_token_and_manifest(s3: Any, wheelhouse: 
     assert after_token["sha256"] == hashlib.sha256(token.read_bytes()).hexdigest()
     assert after_token["size"] == token.stat().st_size
     assert (stored["release"], stored["created"]) == (manifest["release"], manifest["created"])
+    assert stored["code_index"] == manifest["code_index"]
 
 
 def test_publish_token_without_a_manifest(s3: Any) -> None:
