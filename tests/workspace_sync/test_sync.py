@@ -27,8 +27,11 @@ from wshelpers import (
     ROOT,
     ROUTINE,
     Host,
+    assert_workspace_intact,
+    body,
     do_publish,
     exchange_today,
+    put_manifest,
 )
 
 
@@ -37,26 +40,10 @@ def bucket_keys(s3: Any, prefix: str = "") -> set[str]:
     return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
 
 
-def body(s3: Any, key: str) -> bytes:
-    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
 def venv_marker(host: Host) -> Path:
     ready = host.ready()
     assert ready is not None
     return host.state_dir / "venvs" / ready["venv"] / ".simpletrader-complete"
-
-
-def put_manifest(s3: Any, manifest: dict[str, Any]) -> None:
-    s3.put_object(Bucket=BUCKET, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
-
-
-def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
-    assert host.ready() == ready_before
-    assert host.workdir.is_symlink()
-    assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
-    assert (host.workdir / "src" / "setup" / "setup.py").is_file()
-    assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
 
 
 # --------------------------------------------------------------------------- source checks
@@ -176,7 +163,10 @@ def test_hash_mismatch_and_missing_object_keep_previous_workspace(
     before = host.ready()
     assert before is not None
 
-    # The bucket's code archive no longer matches the manifest.
+    # The bucket's code archive no longer matches the manifest. Without a code
+    # index (a manifest of an older publish) the whole archive is downloaded and
+    # checked; the index path is tested in test_index_path_refuses_a_tampered_member.
+    put_manifest(s3, {k: v for k, v in published.items() if k != "code_index"})
     code_key = next(o["key"] for o in published["objects"] if o["role"] == "code")
     original = body(s3, code_key)
     s3.put_object(Bucket=BUCKET, Key=code_key, Body=original[:-1] + bytes([original[-1] ^ 1]))
@@ -221,7 +211,8 @@ def test_unsafe_code_archive_is_refused(host: Host, s3: Any, published: dict[str
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     archive = gzip.compress(raw.getvalue())
-    manifest = dict(published)
+    # No code index (an older publish, or a hand-made manifest): the archive is extracted, with its guards.
+    manifest = {k: v for k, v in published.items() if k != "code_index"}
     manifest["objects"] = [dict(o) for o in published["objects"]]
     code = next(o for o in manifest["objects"] if o["role"] == "code")
     s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
@@ -244,6 +235,12 @@ def test_pip_failure_keeps_previous_workspace(
     subprocess.run(["cp", "-r", str(CODE_DIR), str(bad_code)], check=True)
     (bad_code / "requirements.txt").write_text("six==1.16.0\nno-such-package-simpletrader==9.9\n")
     do_publish(s3, wheelhouse, code_dir=bad_code, requirements=bad_code / "requirements.txt")
+    result = host.run("sync")
+    assert result.returncode != 0
+    assert result.last.startswith("sync: FAILED uv pip install from the wheelhouse failed")
+    assert "no-such-package-simpletrader" in result.stdout
+    assert_workspace_intact(host, before)
+    host.overrides["installer"] = "pip"
     result = host.run("sync")
     assert result.returncode != 0
     assert result.last.startswith("sync: FAILED pip install from the wheelhouse failed")
@@ -299,6 +296,7 @@ def group_alive(pgid: int) -> bool:
 
 
 def test_killed_while_building_the_venv(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    host.overrides["installer"] = "pip"  # python -m venv and pip: slow enough to be caught mid-build
     venv = host.state_dir / "venvs" / hashlib.sha256((CODE_DIR / "requirements.txt").read_bytes()).hexdigest()
     proc = subprocess.Popen(
         host.command("sync"),

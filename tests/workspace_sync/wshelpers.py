@@ -178,3 +178,19 @@ class Host:
 def assert_no_secrets(text: str) -> None:
     for value in SECRET_VALUES:
         assert value not in text, "a secret value appeared in the routine's output"
+
+
+def body(s3: Any, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def put_manifest(s3: Any, manifest: dict[str, Any]) -> None:
+    s3.put_object(Bucket=BUCKET, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
+
+
+def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
+    assert host.ready() == ready_before
+    assert host.workdir.is_symlink()
+    assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
+    assert (host.workdir / "src" / "setup" / "setup.py").is_file()
+    assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]

@@ -1,0 +1,290 @@
+"""The sync's index path: unchanged files kept, changed ones fetched by range; and the venv installers.
+
+The routine runs against the emulator as in test_sync.py. A next release on a
+host that has a workspace is built from the code index (docs/CONTRACTS.md):
+every file is either one of the previous workspace's, hashed now and hard-linked,
+or its own gzip member of the archive, fetched with a ranged GET and checked.
+The result must be the same tree the whole archive gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from wshelpers import (
+    BUCKET,
+    CODE_DIR,
+    Host,
+    assert_workspace_intact,
+    body,
+    do_publish,
+    put_manifest,
+)
+
+# What sync adds to a release directory besides the code base.
+NOT_CODE = {"keys.json", "access_token.txt", ".simpletrader-release.json", ".simpletrader-uploaded.json",
+            "trade_logs", "ledger"}
+
+
+def tree(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every entry of a code tree: files by mode and sha256, directories by mode, links by target."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        if rel == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in NOT_CODE]
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            key = (rel / name).as_posix()
+            if rel == Path(".") and name in NOT_CODE:
+                continue
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[key] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[key] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[key] = ("file", stat.S_IMODE(st.st_mode), hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def archive_tree(s3: Any, manifest: dict[str, Any], dest: Path) -> dict[str, tuple[Any, ...]]:
+    """The tree the release's whole code archive gives."""
+    code = next(o for o in manifest["objects"] if o["role"] == "code")
+    archive = dest.with_suffix(".tar.gz")
+    archive.write_bytes(body(s3, code["key"]))
+    dest.mkdir()
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            tar.extract(member, dest, set_attrs=False)
+            target = dest / member.name
+            if member.isfile() or member.isdir():
+                target.chmod(member.mode)
+    return tree(dest)
+
+
+def code_copy(tmp_path: Path, name: str) -> Path:
+    code = tmp_path / name
+    shutil.copytree(CODE_DIR, code)
+    (code / "models").mkdir()
+    for i in range(20):  # enough content that a few changed files are far less than the archive
+        (code / "models" / f"weights_{i:02d}.bin").write_bytes(hashlib.sha256(str(i).encode()).digest() * 2048)
+    (code / "latest").symlink_to("src/setup")
+    return code
+
+
+def publish_code(s3: Any, wheelhouse: Path, code: Path) -> dict[str, Any]:
+    return do_publish(s3, wheelhouse, code_dir=code, requirements=code / "requirements.txt")
+
+
+def last_built(stdout: str) -> tuple[int, int, int, int]:
+    match = re.search(r"built the code base: (\d+) files, (\d+) unchanged since the previous workspace, "
+                      r"(\d+) fetched in (\d+) ranged request", stdout)
+    assert match, stdout
+    files, reused, fetched, requests = (int(g) for g in match.groups())
+    return files, reused, fetched, requests
+
+
+def test_next_release_keeps_unchanged_files_and_fetches_the_changed(
+        host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    first = host.run("sync")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "extracted" in first.stdout  # a new host: the whole archive
+    first_dir = Path(host.ready()["release_dir"])  # type: ignore[index]
+
+    (code / "src" / "setup" / "common.py").write_text("# changed for the next release\n")
+    (code / "src" / "setup" / "new_module.py").write_text("VALUE = 1\n")
+    manifest = publish_code(s3, wheelhouse, code)
+    second = host.run("sync")
+    assert second.returncode == 0, second.stdout + second.stderr
+    files, reused, fetched, requests = last_built(second.stdout)
+    assert (fetched, requests) == (2, 1) and reused == files - 2
+    assert "downloaded and verified 4 objects (the code by its index)" in second.stdout
+    second_dir = Path(host.ready()["release_dir"])  # type: ignore[index]
+    assert second_dir != first_dir
+
+    # The same tree as the whole archive, file for file, mode for mode, link for link.
+    assert tree(second_dir) == archive_tree(s3, manifest, tmp_path / "from-archive")
+    assert (second_dir / "src" / "setup" / "common.py").read_text() == "# changed for the next release\n"
+    # Unchanged files are the previous workspace's, linked, not copied.
+    weights = "models/weights_03.bin"
+    assert os.stat(second_dir / weights).st_ino == os.stat(first_dir / weights).st_ino
+    assert os.stat(second_dir / "src/setup/common.py").st_ino != os.stat(first_dir / "src/setup/common.py").st_ino
+    assert os.path.islink(second_dir / "latest") and os.readlink(second_dir / "latest") == "src/setup"
+
+
+def test_a_file_edited_in_the_workspace_is_fetched_again(
+        host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    # Someone edits a code file in place on the host (same size), and another's mode changes.
+    edited = host.workdir / "src" / "setup" / "common.py"
+    original = edited.read_bytes()
+    edited.write_bytes(bytes([original[0] ^ 1]) + original[1:])
+    (host.workdir / "models" / "weights_05.bin").chmod(0o600)
+    manifest = publish_code(s3, wheelhouse, code)  # the same code, a new release
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, fetched, _ = last_built(result.stdout)
+    assert fetched == 2
+    assert (host.workdir / "src" / "setup" / "common.py").read_bytes() == original
+    assert tree(Path(os.path.realpath(host.workdir))) == archive_tree(s3, manifest, tmp_path / "from-archive")
+
+
+def test_most_of_the_code_changed_takes_the_whole_archive(
+        host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    for weights in (code / "models").iterdir():
+        weights.write_bytes(weights.read_bytes()[::-1])
+    manifest = publish_code(s3, wheelhouse, code)
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "extracted" in result.stdout and "built the code base" not in result.stdout
+    assert tree(Path(os.path.realpath(host.workdir))) == archive_tree(s3, manifest, tmp_path / "from-archive")
+
+
+def test_index_path_refuses_a_tampered_member(host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    before = host.ready()
+    assert before is not None
+    (code / "src" / "setup" / "common.py").write_text("# the next release\n")
+    manifest = publish_code(s3, wheelhouse, code)
+    index = json.loads(body(s3, manifest["code_index"]["key"]))
+    entry = next(e for e in index["entries"] if e["path"] == "src/setup/common.py")
+    code_key = index["archive"]["key"]
+    archive = bytearray(body(s3, code_key))
+
+    # A byte of the changed file's gzip member flipped in the bucket: the member no longer gives the file.
+    archive[entry["offset"] + entry["length"] - 9] ^= 1  # inside the member's CRC/size trailer
+    s3.put_object(Bucket=BUCKET, Key=code_key, Body=bytes(archive))
+    bad = host.run("sync")
+    assert bad.returncode != 0
+    assert bad.last == ("sync: FAILED code archive member of 'src/setup/common.py' is not what the index says; "
+                        "refusing this release")
+    assert_workspace_intact(host, before)
+
+    s3.put_object(Bucket=BUCKET, Key=code_key, Body=restore(archive, entry))
+    assert host.run("sync").returncode == 0  # the archive as published syncs
+
+
+def restore(archive: bytearray, entry: dict[str, Any]) -> bytes:
+    fixed = bytearray(archive)
+    fixed[entry["offset"] + entry["length"] - 9] ^= 1
+    return bytes(fixed)
+
+
+def test_code_index_problems_are_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    assert host.run("sync").returncode == 0
+    before = host.ready()
+    assert before is not None
+    ref = published["code_index"]
+    index = json.loads(body(s3, ref["key"]))
+
+    # The index object no longer matches the manifest.
+    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=json.dumps(index).encode() + b" ")
+    changed = host.run("sync")
+    assert changed.returncode != 0
+    assert changed.last == (f"sync: FAILED code index {ref['key']} does not match the manifest (size or sha256); "
+                            "refusing this release")
+    assert_workspace_intact(host, before)
+
+    def republish(doc: dict[str, Any]) -> str:
+        data = json.dumps(doc).encode()
+        s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
+        put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+        result = host.run("sync")
+        assert result.returncode != 0
+        assert_workspace_intact(host, before)
+        return result.last
+
+    # An entry that climbs out of the workspace, even with a matching hash.
+    escape = dict(index, entries=index["entries"] + [{"path": "../escape.txt", "type": "dir", "mode": 0o755}])
+    assert republish(escape) == (
+        "sync: FAILED code index entry '../escape.txt' has an unsafe path; refusing this release")
+    assert not (host.releases / "escape.txt").exists()
+    # A link out of the workspace.
+    link = dict(index, entries=index["entries"] + [{"path": "etc", "type": "symlink", "mode": 0o777,
+                                                   "target": "../../../../../etc"}])
+    assert republish(link) == (
+        "sync: FAILED code index link 'etc' -> '../../../../../etc' points outside the workspace; refusing")
+    # A file's entry pointing at another file's (valid) member: the content's sha256 does not match.
+    entries = [dict(e) for e in index["entries"]]
+    by_path = {e["path"]: e for e in entries}
+    target, other = by_path["src/setup/common.py"], by_path["src/setup/closure.py"]
+    target.update(offset=other["offset"], length=other["length"], size=other["size"])
+    (host.workdir / "src" / "setup" / "common.py").write_text("# edited on the host: must be fetched\n")
+    assert republish(dict(index, entries=entries)) == (
+        "sync: FAILED sha256 mismatch for 'src/setup/common.py' in the code archive; refusing this release")
+    # An index for another archive.
+    other = dict(index, archive=dict(index["archive"], sha256="0" * 64))
+    assert republish(other) == "sync: FAILED the code index belongs to another code archive; refusing this release"
+    # A member beyond the end of the archive.
+    entries = [dict(e) for e in index["entries"]]
+    first_file = next(e for e in entries if e["type"] == "file")
+    first_file["offset"] = index["archive"]["size"]
+    assert republish(dict(index, entries=entries)) == (
+        f"sync: FAILED the code index entry {first_file['path']!r} is invalid; refusing this release")
+
+
+# --------------------------------------------------------------------------- venv installers
+
+
+def test_uv_builds_the_venv_and_pip_still_can(host: Host, s3: Any, wheelhouse: Path, tmp_path: Path,
+                                              published: dict[str, Any]) -> None:
+    assert (Path(sys.executable).parent / "uv").exists(), "requirements-dev.txt installs uv beside the interpreter"
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"building virtualenv \w+ with .* \(uv\)", result.stdout)
+    ready = host.ready()
+    assert ready is not None
+    venv = host.state_dir / "venvs" / ready["venv"]
+    marker = json.loads((venv / ".simpletrader-complete").read_text())
+    assert marker["installer"] == "uv"
+    assert list(venv.rglob("six*.pyc")), "uv compiles the bytecode, as pip does"
+    assert (host.state_dir / "uv-cache").is_dir()
+    assert host.run_job("src/setup/setup.py").returncode == 0
+
+    # installer pip: python -m venv and pip, as before.
+    host.overrides["installer"] = "pip"
+    code = tmp_path / "code"
+    shutil.copytree(CODE_DIR, code)
+    (code / "requirements.txt").write_text((CODE_DIR / "requirements.txt").read_text() + "# pip this time\n")
+    publish_code(s3, wheelhouse, code)
+    again = host.run("sync")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert re.search(r"building virtualenv \w+ with .* \(pip\)", again.stdout)
+    ready = host.ready()
+    assert ready is not None
+    assert json.loads((host.state_dir / "venvs" / ready["venv"] / ".simpletrader-complete").read_text())[
+        "installer"] == "pip"
+
+
+def test_installer_settings_are_checked(host: Host, s3: Any, published: dict[str, Any], tmp_path: Path) -> None:
+    host.overrides["installer"] = "conda"
+    bad = host.run("sync")
+    assert bad.returncode != 0
+    assert bad.last == (f"sync: FAILED config {host.config_path}: 'installer' must be auto, uv or pip "
+                        "(got 'conda')")
+    host.overrides.update(installer="uv", uv=str(tmp_path / "no-such-uv"))
+    missing = host.run("sync")
+    assert missing.returncode != 0
+    assert missing.last == (f"sync: FAILED installer is uv but there is no uv at {tmp_path / 'no-such-uv'}; "
+                            "install it in the tool virtualenv (roles/workspace_sync) or set installer to pip")
+    assert host.ready() is None and not host.workdir.exists()
