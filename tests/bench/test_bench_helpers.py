@@ -83,6 +83,13 @@ def test_sync_phases_split_the_routines_output_by_step() -> None:
              (11.7, "sync: building virtualenv abc with /usr/bin/python3.9"), (19.6, "sync: ready release=r venv=abc")]
     phases = sync_phases(10.0, lines)
     assert phases == pytest.approx({"start+manifest": 0.5, "download": 0.5, "extract": 0.6, "venv+switch": 8.0})
+    warm = [(10.2, "sync: manifest release r (19 objects)"),
+            (10.3, "sync: downloaded and verified 18 objects (the code by its index)"),
+            (10.5, "sync: built the code base: 1528 files, 1503 unchanged since the previous workspace, 25 fetched "
+                   "in 1 ranged request(s)"),
+            (10.6, "sync: reusing virtualenv abc"), (10.7, "sync: ready release=r venv=abc")]
+    assert sync_phases(10.0, warm) == pytest.approx(
+        {"start+manifest": 0.2, "download": 0.1, "code by index": 0.2, "venv+switch": 0.2})
 
 
 def test_cli_runs_the_cost_benchmark_alone_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
