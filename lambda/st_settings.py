@@ -33,6 +33,7 @@ class Settings:
     sync_command: str
     eod_command: str
     token_key: str
+    manifest_key: str
     token_fresh_after: tuple[int, int]
     agent_wait_seconds: int = 300
     command_timeout_seconds: int = 600
@@ -130,6 +131,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sync_command=_required(env, "ST_SYNC_COMMAND"),
         eod_command=_required(env, "ST_EOD_COMMAND"),
         token_key=_required(env, "ST_TOKEN_KEY"),
+        manifest_key=_required(env, "ST_MANIFEST_KEY"),
         token_fresh_after=(int(match.group(1)), int(match.group(2))),
         agent_wait_seconds=_int(env, "ST_AGENT_WAIT_SECONDS", 300),
         command_timeout_seconds=_int(env, "ST_COMMAND_TIMEOUT_SECONDS", 600),

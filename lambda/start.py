@@ -5,8 +5,9 @@ Handler: ``start.handler``. Steps (one JSON log line each):
 1. calendar gate for the exchange-local date of the event's ``time`` (the
    scheduled time, so a late or retried invocation judges the right day);
    ``{"force": true}`` ignores the calendar;
-2. token freshness: warn when the access token object was not updated after
-   today's ``ST_TOKEN_FRESH_AFTER`` (metadata only, the object is never read);
+2. token freshness: warn when the access token was not published after
+   today's ``ST_TOKEN_FRESH_AFTER`` (its ``published_at`` in the manifest; the
+   token is never read, and the function's role cannot read it);
 3. start the instance unless it is running (a stopping instance is waited
    for first) and wait until it is running; pending -> stopped is a failure;
 4. send ``ST_SYNC_COMMAND`` through SSM once the agent accepts commands, and
@@ -20,7 +21,8 @@ notification either).
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+import json
+from datetime import date, datetime, time, timezone
 from typing import Any, NoReturn
 
 import boto3
@@ -55,32 +57,66 @@ from st_settings import Settings, load_settings
 FN = "start"
 
 
-def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str | None:
-    """A warning when the token object is older than today's fresh-after time, else None.
+MANIFEST_LIMIT = 4 * 1024 * 1024
 
-    Uses HeadObject only: the token itself is never read or logged.
+
+def token_published_at(s3: Any, settings: Settings) -> tuple[datetime, str]:
+    """When the access token was last published: ``(time, source)``, from the manifest only.
+
+    ``provision publish`` records ``published_at`` in the manifest's token
+    entry (docs/CONTRACTS.md). A manifest written before that field existed
+    is judged by its own LastModified: every token upload rewrites it. The
+    function's role may read the manifest and no secret, so the token itself
+    is never read. Raises ClientError/BotoCoreError, or ValueError with what
+    is wrong with the manifest.
+    """
+    response = s3.get_object(Bucket=settings.bucket, Key=settings.manifest_key)
+    body = response["Body"].read(MANIFEST_LIMIT + 1)
+    if len(body) > MANIFEST_LIMIT:
+        raise ValueError("the manifest is larger than 4 MiB")
+    manifest = json.loads(body)  # ValueError when it is not JSON
+    objects = manifest.get("objects") if isinstance(manifest, dict) else None
+    tokens = [o for o in objects or [] if isinstance(o, dict) and o.get("role") == "token"]
+    if len(tokens) != 1:
+        raise ValueError(f"the manifest lists {len(tokens)} token objects")
+    stamp = tokens[0].get("published_at")
+    if stamp is None:
+        return response["LastModified"], "manifest LastModified"
+    try:
+        return datetime.strptime(str(stamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc), "published_at"
+    except ValueError:
+        raise ValueError(f"the manifest's token published_at {stamp!r} is not a UTC time") from None
+
+
+def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str | None:
+    """A warning when the token was published before today's fresh-after time, else None.
+
+    Reads the manifest only (``token_published_at``): the token is never read or logged.
     """
     zone = settings.zone
     local_now = now.astimezone(zone)
     hh, mm = settings.token_fresh_after
     fresh_after = datetime.combine(local_now.date(), time(hh, mm), tzinfo=zone)
+    where = f"s3://{settings.bucket}/{settings.manifest_key}"
     try:
-        head = s3.head_object(Bucket=settings.bucket, Key=settings.token_key)
-    except (ClientError, BotoCoreError) as err:
-        code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
-        log.warning("token-check", key=settings.token_key, problem=code or "error")
-        return (f"access token s3://{settings.bucket}/{settings.token_key} could not be checked ({code}); "
-                "upload a fresh one with 'python -m provision publish --token FILE'")
-    modified: datetime = head["LastModified"]
+        modified, source = token_published_at(s3, settings)
+    except (ClientError, BotoCoreError, ValueError) as err:
+        if isinstance(err, ValueError):
+            code = str(err)
+        else:
+            code = (error_code(err) if isinstance(err, ClientError) else type(err).__name__) or "error"
+        log.warning("token-check", manifest=settings.manifest_key, problem=code)
+        return (f"the access token's publication time could not be read from {where} ({code}); "
+                "publish the release and a fresh token with 'python -m provision publish'")
     fresh = modified >= fresh_after
     modified_local = modified.astimezone(zone)
-    fields = {"key": settings.token_key, "last_modified": modified_local.isoformat(timespec="minutes"),
-              "fresh_after": fresh_after.isoformat(timespec="minutes"), "fresh": fresh}
+    fields = {"key": settings.token_key, "published_at": modified_local.isoformat(timespec="minutes"),
+              "source": source, "fresh_after": fresh_after.isoformat(timespec="minutes"), "fresh": fresh}
     if fresh:
         log("token-check", **fields)
         return None
     log.warning("token-check", **fields)
-    return (f"access token s3://{settings.bucket}/{settings.token_key} was last updated "
+    return (f"access token s3://{settings.bucket}/{settings.token_key} was last published "
             f"{modified_local:%Y-%m-%d %H:%M} ({settings.timezone}), before today's "
             f"{settings.token_fresh_after_text}; Zerodha tokens expire then. Upload a fresh one with "
             "'python -m provision publish --token FILE', then sync the host again (invoke this function "

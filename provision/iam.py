@@ -59,7 +59,7 @@ def scheduler_policy(ctx: Context) -> dict[str, Any]:
     part, region, account = ctx.clients.partition, ctx.cfg.stack.region, ctx.clients.account_id
     instance = ctx.id("instance_id")
     instance_arn = f"arn:{part}:ec2:{region}:{account}:instance/{instance}"
-    token_key = ctx.cfg.bucket.prefixes.secrets + "access_token.txt"
+    manifest_key = ctx.cfg.bucket.prefixes.deploy + "manifest.json"
     log_groups = [
         f"arn:{part}:logs:{region}:{account}:log-group:/aws/lambda/{ctx.stack}-{fn}"
         for fn in ("start", "stop")
@@ -100,12 +100,13 @@ def scheduler_policy(ctx: Context) -> dict[str, Any]:
                 "Action": ["sns:Publish"],
                 "Resource": [f"{ctx.id('topic_arn')}"],
             },
-            # HeadObject on the token (is it fresh?) needs s3:GetObject; only that one key.
+            # Is the token fresh? The manifest records when it was published; the
+            # function reads that one object and can read no secret.
             {
                 "Sid": "TokenFreshness",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": [f"arn:{part}:s3:::{bucket_name(ctx.cfg)}/{token_key}"],
+                "Resource": [f"arn:{part}:s3:::{bucket_name(ctx.cfg)}/{manifest_key}"],
             },
             {
                 "Sid": "OwnLogs",

@@ -47,6 +47,7 @@ def environment(ctx: Context) -> dict[str, str]:
         "ST_SYNC_COMMAND": SYNC_COMMAND,
         "ST_EOD_COMMAND": EOD_COMMAND,
         "ST_TOKEN_KEY": cfg.bucket.prefixes.secrets + "access_token.txt",
+        "ST_MANIFEST_KEY": cfg.bucket.prefixes.deploy + "manifest.json",
         "ST_TOKEN_FRESH_AFTER": cfg.host.token_fresh_after,
         "ST_AGENT_WAIT_SECONDS": str(cfg.schedule.agent_wait_seconds),
         "ST_COMMAND_TIMEOUT_SECONDS": str(cfg.schedule.command_timeout_seconds),

@@ -96,6 +96,10 @@ def _utc_now() -> dt.datetime:
 # --------------------------------------------------------------------------- validation
 
 
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _check_file(path: Path, what: str, fix: str) -> None:
     if not path.exists():
         raise PublishError(f"{what} {path} does not exist; {fix}")
@@ -502,7 +506,7 @@ def _upload_release(
     token_data = token_file.read_bytes()
     token_key = secrets + "access_token.txt"
     _put(s3, bucket, token_key, token_data, _sha256(token_data), "text/plain")
-    objects.append(_entry("token", token_key, token_data))
+    objects.append(_entry("token", token_key, token_data) | {"published_at": _stamp(_utc_now())})
     log(f"publish: access token ({len(token_data)} bytes) -> {token_key}")
 
     manifest = {
@@ -563,7 +567,7 @@ def publish_token(
     token_data = token_file.read_bytes()
     token_key = tokens[0].get("key") or secrets + "access_token.txt"
     _put(s3, bucket, token_key, token_data, _sha256(token_data), "text/plain")
-    tokens[0].update(_entry("token", token_key, token_data))
+    tokens[0].update(_entry("token", token_key, token_data), published_at=_stamp(_utc_now()))
     log(f"publish: access token ({len(token_data)} bytes) -> {token_key}")
     _write_manifest(s3, bucket, deploy, manifest)
     log(f"publish: manifest updated: {manifest_key} (release {manifest.get('release')}, token only)")

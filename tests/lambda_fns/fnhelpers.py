@@ -7,6 +7,7 @@ puts the zip root there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import uuid
@@ -156,6 +157,7 @@ def make_settings(**changes: Any) -> Settings:
         sync_command=SYNC_COMMAND,
         eod_command=EOD_COMMAND,
         token_key="secrets/access_token.txt",
+        manifest_key="deploy/manifest.json",
         token_fresh_after=(6, 0),
         agent_wait_seconds=300,
         command_timeout_seconds=600,
@@ -190,6 +192,7 @@ def new_stack(calendar_file: Path) -> Stack:
     s3.put_object(Bucket=bucket, Key="secrets/keys.json",
                   Body=json.dumps({"api_key": "kite-key", "api_secret": SECRET_API_KEY}).encode())
     s3.put_object(Bucket=bucket, Key="secrets/access_token.txt", Body=SECRET_TOKEN.encode())
+    put_manifest(s3, bucket, datetime.now(timezone.utc))
     sns = boto3.client("sns")
     topic_arn = sns.create_topic(Name=f"st-{suffix}-events")["TopicArn"]
     sqs = boto3.client("sqs")
@@ -277,14 +280,19 @@ def command_status(client: Any, status: str, stdout: str = "", code: int = -1) -
     return seen
 
 
-def token_modified_at(client: Any, when: datetime) -> None:
-    """Make HeadObject through ``client`` report ``when`` as LastModified."""
+def put_manifest(s3: Any, bucket: str, token_published: datetime | None) -> None:
+    """A manifest whose token entry says it was published at ``token_published`` (None: no such field)."""
+    token = {"role": "token", "key": "secrets/access_token.txt", "size": len(SECRET_TOKEN),
+             "sha256": hashlib.sha256(SECRET_TOKEN.encode()).hexdigest()}
+    if token_published is not None:
+        token["published_at"] = token_published.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    manifest = {"version": 1, "release": "20260101T000000Z-00000000", "objects": [token]}
+    s3.put_object(Bucket=bucket, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
 
-    def handler(parsed: dict[str, Any], **_: Any) -> None:
-        if "LastModified" in parsed:
-            parsed["LastModified"] = when
 
-    client.meta.events.register("after-call.s3.HeadObject", handler)
+def token_published_at(stack: Stack, when: datetime) -> None:
+    """Rewrite the stack's manifest: the token was published at ``when``."""
+    put_manifest(stack.s3, stack.bucket, when)
 
 
 def record_params(client: Any, operation: str) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ def env_for(stack: Stack) -> dict[str, str]:
     return {
         "ST_INSTANCE_ID": s.instance_id, "ST_BUCKET": s.bucket, "ST_TOPIC_ARN": s.topic_arn,
         "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_COMMAND": SYNC_COMMAND, "ST_EOD_COMMAND": EOD_COMMAND,
-        "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_TOKEN_FRESH_AFTER": "06:00",
+        "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_MANIFEST_KEY": "deploy/manifest.json",
+        "ST_TOKEN_FRESH_AFTER": "06:00",
         "ST_AGENT_WAIT_SECONDS": "300", "ST_COMMAND_TIMEOUT_SECONDS": "600",
         "ST_WAITER_DELAY_SECONDS": "0", "ST_CALENDAR_FILE": str(stack.calendar_file),
         "ST_STACK_NAME": "simpletrader",
@@ -47,7 +48,8 @@ BASE_ENV = {
     "ST_INSTANCE_ID": "i-0123456789abcdef0", "ST_BUCKET": "b",
     "ST_TOPIC_ARN": "arn:aws:sns:ap-south-1:1:st-events",
     "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_COMMAND": SYNC_COMMAND, "ST_EOD_COMMAND": EOD_COMMAND,
-    "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_TOKEN_FRESH_AFTER": "06:00",
+    "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_MANIFEST_KEY": "deploy/manifest.json",
+    "ST_TOKEN_FRESH_AFTER": "06:00",
 }
 
 

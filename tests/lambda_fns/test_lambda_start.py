@@ -17,8 +17,9 @@ from fnhelpers import (
     error_response,
     force_instance_state,
     ist,
+    put_manifest,
     record_params,
-    token_modified_at,
+    token_published_at,
 )
 from st_runtime import Event, InvocationFailed
 
@@ -261,7 +262,7 @@ def test_special_session_saturday_starts(stack: Stack) -> None:
 
 
 def test_uncovered_year_starts_with_a_warning(stack: Stack) -> None:
-    token_modified_at(stack.s3, scheduled("2027-01-27", "07:00"))
+    token_published_at(stack, scheduled("2027-01-27", "07:00"))
     result = run(stack, day="2027-01-27")
     assert result["outcome"] == "synced"
     assert result["calendar"]["reason"] == "uncovered-year"
@@ -311,7 +312,7 @@ def test_dry_run_on_a_holiday_reports_the_skip(stack: Stack) -> None:
 
 
 def test_stale_token_is_warned_about(stack: Stack) -> None:
-    token_modified_at(stack.s3, scheduled("2026-01-27", "20:00"))  # yesterday evening
+    token_published_at(stack, scheduled("2026-01-27", "20:00"))  # yesterday evening
     result = run(stack)
     assert result["outcome"] == "synced"
     [warning] = result["warnings"]
@@ -322,28 +323,43 @@ def test_stale_token_is_warned_about(stack: Stack) -> None:
 
 
 def test_token_updated_after_six_is_fresh(stack: Stack) -> None:
-    token_modified_at(stack.s3, scheduled(WEDNESDAY, "06:30"))
+    token_published_at(stack, scheduled(WEDNESDAY, "06:30"))
     result = run(stack)
     assert result["warnings"] == []
     assert "warnings" not in stack.notifications()[0]["subject"]
 
 
-def test_token_uploaded_before_today_is_stale_without_hooks(stack: Stack) -> None:
-    # The object was just written (emulator time); the function runs two days later.
+def test_token_published_before_today_is_stale(stack: Stack) -> None:
+    # The manifest was just written (now); the function runs two days later.
     clock = FakeClock(datetime.now(timezone.utc) + timedelta(days=2))
     result = run(stack, clock, event_time=None, force=True)
-    assert any("access token" in w for w in result["warnings"])
+    assert any("access token" in w and "was last published" in w for w in result["warnings"])
 
 
-def test_missing_token_is_warned_about(stack: Stack) -> None:
-    stack.s3.delete_object(Bucket=stack.bucket, Key=stack.settings.token_key)
+def test_manifest_without_published_at_is_judged_by_its_own_time(stack: Stack) -> None:
+    # A manifest of an older publish: every token upload rewrote it, so its LastModified stands in.
+    put_manifest(stack.s3, stack.bucket, None)
+    stack.with_settings(token_fresh_after=(0, 0))  # fresh when written today, whatever the hour now
+    now = datetime.now(timezone.utc)
+    fresh = run(stack, FakeClock(now), event_time=None, force=True)
+    assert not [w for w in fresh["warnings"] if "access token" in w]
+    later = run(stack, FakeClock(now + timedelta(days=2)), event_time=None, force=True)
+    assert any("was last published" in w for w in later["warnings"])
+
+
+def test_missing_or_broken_manifest_is_warned_about(stack: Stack) -> None:
+    stack.s3.delete_object(Bucket=stack.bucket, Key="deploy/manifest.json")
     result = run(stack)
     assert result["outcome"] == "synced"
-    assert any("could not be checked" in w for w in result["warnings"])
+    [warning] = [w for w in result["warnings"] if "publication time" in w]
+    assert "could not be read from s3://" in warning and "(NoSuchKey)" in warning
+    stack.s3.put_object(Bucket=stack.bucket, Key="deploy/manifest.json", Body=b"{not json")
+    broken = run(stack)
+    assert any("could not be read" in w and "publish" in w for w in broken["warnings"])
 
 
-def test_token_check_reads_metadata_only(stack: Stack) -> None:
-    gets = stack.count(stack.s3, "s3.GetObject")
+def test_token_check_reads_the_manifest_and_never_the_token(stack: Stack) -> None:
+    keys = record_params(stack.s3, "s3.GetObject")
     heads = stack.count(stack.s3, "s3.HeadObject")
     run(stack)
-    assert gets() == 0 and heads() == 1
+    assert [k["Key"] for k in keys] == ["deploy/manifest.json"] and heads() == 0

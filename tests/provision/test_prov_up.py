@@ -122,6 +122,10 @@ def assert_security_properties() -> None:
     sched = iam.get_role_policy(RoleName="simpletrader-scheduler", PolicyName="simpletrader-scheduler-access")
     start_stop = [s for s in sched["PolicyDocument"]["Statement"] if s["Sid"] == "StartStopTheHost"][0]
     assert start_stop["Resource"] == [f"arn:aws:ec2:ap-south-1:123456789012:instance/{inst['InstanceId']}"]
+    # The functions read one object, the manifest, and no secret: S3 access is exactly this.
+    s3_statements = [(st["Action"], st["Resource"]) for st in sched["PolicyDocument"]["Statement"]
+                     if "s3:" in json.dumps(st["Action"])]
+    assert s3_statements == [(["s3:GetObject"], [f"arn:aws:s3:::{name}/deploy/manifest.json"])]
 
     lam = boto3.client("lambda")
     for fn in ("start", "stop"):
@@ -137,12 +141,14 @@ def assert_security_properties() -> None:
             "ST_SYNC_COMMAND",
             "ST_EOD_COMMAND",
             "ST_TOKEN_KEY",
+            "ST_MANIFEST_KEY",
             "ST_TOKEN_FRESH_AFTER",
             "ST_AGENT_WAIT_SECONDS",
             "ST_COMMAND_TIMEOUT_SECONDS",
         }
         assert env["ST_INSTANCE_ID"] == inst["InstanceId"]
         assert env["ST_TOKEN_KEY"] == "secrets/access_token.txt"
+        assert env["ST_MANIFEST_KEY"] == "deploy/manifest.json"
         policy = json.loads(lam.get_policy(FunctionName=f"simpletrader-{fn}")["Policy"])
         st = policy["Statement"][0]
         assert st["Principal"] == {"Service": "events.amazonaws.com"}

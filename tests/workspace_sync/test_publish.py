@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -219,6 +220,11 @@ def test_publish_token_touches_only_the_token_and_manifest(s3: Any, wheelhouse: 
     assert after == before and after_token != before_token
     assert after_token["sha256"] == hashlib.sha256(token.read_bytes()).hexdigest()
     assert after_token["size"] == token.stat().st_size
+    # When the token was uploaded: what the start function judges freshness by, without reading it.
+    for entry in (before_token, after_token):
+        stamp = dt.datetime.strptime(entry["published_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+        assert abs((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds()) < 120
+    assert after_token["published_at"] >= before_token["published_at"]
     assert (stored["release"], stored["created"]) == (manifest["release"], manifest["created"])
     assert stored["code_index"] == manifest["code_index"]
 
