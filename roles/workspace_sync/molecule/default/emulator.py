@@ -9,6 +9,8 @@ Runs on the controller with the project's Python (boto3, moto, pip)::
                                                 (wheelhouse for Python 3.9 cached in CACHE)
     emulator.py break-hash STATE_DIR BUCKET     rewrite the manifest with a wrong sha256 for the code
     emulator.py drop-object STATE_DIR BUCKET    delete the release's requirements.txt, manifest untouched
+    emulator.py tool-wheels DEST PKG...         the role's tool wheels for the host, built once into DEST
+                                                with publish's builder (DEST/.complete marks it done)
 """
 
 from __future__ import annotations
@@ -108,6 +110,19 @@ def drop_object(state_dir: Path, bucket: str) -> None:
     print(json.dumps({"release": manifest["release"], "dropped": key}))
 
 
+def tool_wheels(dest: Path, packages: list[str]) -> None:
+    from provision.publish import build_wheelhouse
+
+    if (dest / ".complete").exists():
+        return
+    dest.mkdir(parents=True, exist_ok=True)
+    requirements = dest / ".requirements.txt"
+    requirements.write_text("\n".join(packages) + "\n")
+    build_wheelhouse(requirements, dest, log=lambda _m: None)
+    (dest / ".complete").write_text("")
+    print(json.dumps({"wheels": sorted(p.name for p in dest.glob("*.whl"))}))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -123,6 +138,8 @@ def main(argv: list[str]) -> int:
         break_hash(state_dir, rest[0])
     elif cmd == "drop-object":
         drop_object(state_dir, rest[0])
+    elif cmd == "tool-wheels":
+        tool_wheels(state_dir, rest)
     else:
         print(__doc__, file=sys.stderr)
         return 2
