@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -31,6 +29,7 @@ from wshelpers import (
     body,
     do_publish,
     exchange_today,
+    load_routine,
     put_manifest,
 )
 
@@ -398,15 +397,6 @@ def test_unuploaded_data_is_uploaded_before_pruning(host: Host, s3: Any, publish
     assert body(s3, "ledger/ledger.csv") == b"date,symbol\nlegacy,row\nyesterday,row\n"
     assert not old_release.exists()
     assert (host.workdir / "ledger" / "ledger.csv").read_text().endswith("yesterday,row\n")
-
-
-def load_routine() -> Any:
-    loader = importlib.machinery.SourceFileLoader("simpletrader_workspace", str(ROUTINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 class UploadsFail:

@@ -27,6 +27,7 @@ from wshelpers import (
     assert_workspace_intact,
     body,
     do_publish,
+    load_routine,
     put_manifest,
 )
 
@@ -290,3 +291,72 @@ def test_installer_settings_are_checked(host: Host, s3: Any, published: dict[str
     assert missing.last == (f"sync: FAILED installer is uv but there is no uv at {tmp_path / 'no-such-uv'}; "
                             "install it in the tool virtualenv (roles/workspace_sync) or set installer to pip")
     assert host.ready() is None and not host.workdir.exists()
+
+
+# --------------------------------------------------------------------------- the previous workspace is not trusted
+
+
+def test_links_planted_in_the_workspace_are_never_followed(
+        host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    """The trading user owns the workspace and the routine runs as root: a file or directory swapped for a
+    symlink (to identical content outside) must not be read through, and nothing outside gets linked in."""
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    outside = tmp_path / "outside"
+    shutil.copytree(host.workdir / "models", outside / "models")
+    shutil.copytree(host.workdir / "src" / "setup", outside / "setup")
+    # A file, and a whole directory, replaced by links to identical copies elsewhere.
+    weights = host.workdir / "models" / "weights_01.bin"
+    weights.unlink()
+    weights.symlink_to(outside / "models" / "weights_01.bin")
+    shutil.rmtree(host.workdir / "src" / "setup")
+    (host.workdir / "src" / "setup").symlink_to(outside / "setup")
+    manifest = publish_code(s3, wheelhouse, code)
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, fetched, _ = last_built(result.stdout)
+    assert fetched == 1 + len(list((outside / "setup").iterdir()))
+    new = Path(os.path.realpath(host.workdir))
+    assert tree(new) == archive_tree(s3, manifest, tmp_path / "from-archive")
+    outside_inodes = {p.stat().st_ino for p in outside.rglob("*") if p.is_file()}
+    inside_inodes = {p.lstat().st_ino for p in new.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert not outside_inodes & inside_inodes
+
+
+def test_a_workdir_pointed_elsewhere_is_not_a_source(host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    code = code_copy(tmp_path, "code")
+    publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(Path(os.path.realpath(host.workdir)), elsewhere)
+    host.workdir.unlink()
+    host.workdir.symlink_to(elsewhere)
+    publish_code(s3, wheelhouse, code)
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "extracted" in result.stdout and "built the code base" not in result.stdout
+
+
+def test_a_file_changed_between_hashing_and_linking_is_fetched(
+        host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
+    """plan_code hashes, build_code links later: a file touched in between is fetched, not linked."""
+    module = load_routine()
+    code = code_copy(tmp_path, "code")
+    manifest = publish_code(s3, wheelhouse, code)
+    assert host.run("sync").returncode == 0
+    cfg = module.Config(host.config(), str(host.config_path))
+    entries = json.loads(body(s3, manifest["code_index"]["key"]))["entries"]
+    code_obj = next(o for o in manifest["objects"] if o["role"] == "code")
+    previous = Path(os.path.realpath(host.workdir))
+    plan = module.plan_code(cfg, entries, previous, code_obj["size"], os.getuid())
+    assert plan is not None and not plan[2]  # everything could be kept
+    touched = previous / "models" / "weights_02.bin"
+    touched.write_bytes(touched.read_bytes())  # same bytes, but rewritten after hashing
+    dest = tmp_path / "new-release"
+    dest.mkdir()
+    files, reused, fetched, _ = module.build_code(cfg, s3, code_obj, entries, plan, dest)
+    assert (reused, fetched) == (files - 1, 1)
+    assert (dest / "models" / "weights_02.bin").stat().st_ino != touched.stat().st_ino
+    assert (dest / "models" / "weights_03.bin").stat().st_ino == (previous / "models" / "weights_03.bin").stat().st_ino
+

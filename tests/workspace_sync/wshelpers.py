@@ -194,3 +194,16 @@ def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
     assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
     assert (host.workdir / "src" / "setup" / "setup.py").is_file()
     assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
+
+
+def load_routine() -> Any:
+    """The routine as a module (it has no .py suffix), for tests of its functions."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("simpletrader_workspace", str(ROUTINE))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
