@@ -76,7 +76,9 @@ def token_published_at(s3: Any, settings: Settings) -> tuple[datetime, str]:
         raise ValueError("the manifest is larger than 4 MiB")
     manifest = json.loads(body)  # ValueError when it is not JSON
     objects = manifest.get("objects") if isinstance(manifest, dict) else None
-    tokens = [o for o in objects or [] if isinstance(o, dict) and o.get("role") == "token"]
+    if not isinstance(objects, list):
+        raise ValueError("the manifest has no object list")
+    tokens = [o for o in objects if isinstance(o, dict) and o.get("role") == "token"]
     if len(tokens) != 1:
         raise ValueError(f"the manifest lists {len(tokens)} token objects")
     stamp = tokens[0].get("published_at")

@@ -356,6 +356,9 @@ def test_missing_or_broken_manifest_is_warned_about(stack: Stack) -> None:
     stack.s3.put_object(Bucket=stack.bucket, Key="deploy/manifest.json", Body=b"{not json")
     broken = run(stack)
     assert any("could not be read" in w and "publish" in w for w in broken["warnings"])
+    stack.s3.put_object(Bucket=stack.bucket, Key="deploy/manifest.json", Body=b'{"objects": 5}')
+    odd = run(stack)
+    assert any("(the manifest has no object list)" in w for w in odd["warnings"])
 
 
 def test_token_check_reads_the_manifest_and_never_the_token(stack: Stack) -> None:

@@ -9,7 +9,9 @@ The result must be the same tree the whole archive gives.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -360,3 +362,92 @@ def test_a_file_changed_between_hashing_and_linking_is_fetched(
     assert (dest / "models" / "weights_02.bin").stat().st_ino != touched.stat().st_ino
     assert (dest / "models" / "weights_03.bin").stat().st_ino == (previous / "models" / "weights_03.bin").stat().st_ino
 
+
+
+def test_a_chain_of_links_out_of_the_tree_is_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    """Each link looks inside when it is made; only together do they lead out (x -> b/c/../../y, b -> ., c -> .)."""
+    assert host.run("sync").returncode == 0
+    before = host.ready()
+    assert before is not None
+    ref = published["code_index"]
+    index = json.loads(body(s3, ref["key"]))
+    chain = [{"path": "x", "type": "symlink", "mode": 0o777, "target": "b/c/../../y"},
+             {"path": "b", "type": "symlink", "mode": 0o777, "target": "."},
+             {"path": "c", "type": "symlink", "mode": 0o777, "target": "."}]
+    data = json.dumps(dict(index, entries=index["entries"] + chain)).encode()
+    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
+    put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+    result = host.run("sync")
+    assert result.returncode != 0
+    assert result.last == "sync: FAILED code link 'x' -> 'b/c/../../y' leads outside the workspace; refusing"
+    assert_workspace_intact(host, before)
+
+
+def test_a_chain_of_links_in_a_whole_archive_is_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, target in (("x", "b/c/../../y"), ("b", "."), ("c", ".")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    archive = gzip.compress(raw.getvalue())
+    manifest = {k: v for k, v in published.items() if k != "code_index"}  # the whole archive is extracted
+    manifest["objects"] = [dict(o) for o in published["objects"]]
+    code = next(o for o in manifest["objects"] if o["role"] == "code")
+    s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
+    code.update(size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
+    put_manifest(s3, manifest)
+    result = host.run("sync")
+    assert result.last == "sync: FAILED code link 'x' -> 'b/c/../../y' leads outside the workspace; refusing"
+    assert host.ready() is None and not host.workdir.exists()
+
+
+def test_modes_other_than_0644_and_0755_are_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    assert host.run("sync").returncode == 0
+    ref = published["code_index"]
+    index = json.loads(body(s3, ref["key"]))
+    entries = [dict(e) for e in index["entries"]]
+    setuid = next(e for e in entries if e["type"] == "file")
+    setuid["mode"] = 0o4755
+    data = json.dumps(dict(index, entries=entries)).encode()
+    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
+    put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+    result = host.run("sync")
+    assert result.last == f"sync: FAILED the code index entry {setuid['path']!r} is invalid; refusing this release"
+
+
+def test_a_linked_ledger_is_not_carried_over(host: Host, s3: Any, published: dict[str, Any], wheelhouse: Path,
+                                             tmp_path: Path) -> None:
+    assert host.run("sync").returncode == 0
+    outside = tmp_path / "not-the-ledger"
+    outside.mkdir()
+    (outside / "private.txt").write_text("not trade data\n")
+    ledger = host.workdir / "ledger"
+    if ledger.exists():
+        shutil.rmtree(ledger)
+    ledger.symlink_to(outside)
+    published_again = do_publish(s3, wheelhouse)
+    result = host.run("sync")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert published_again["release"] in result.last
+    assert not (host.workdir / "ledger" / "private.txt").exists()
+    # Inside the ledger, a link to a file elsewhere is skipped and said so; plain files carry over.
+    (host.workdir / "ledger").mkdir(exist_ok=True)
+    (host.workdir / "ledger" / "ledger.csv").write_text("date,symbol\n")
+    (host.workdir / "ledger" / "peek.txt").symlink_to(outside / "private.txt")
+    again = host.run("sync")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "not carrying over ledger/peek.txt: it is a symbolic link" in again.stdout
+    assert (host.workdir / "ledger" / "ledger.csv").read_text() == "date,symbol\n"
+    assert not (host.workdir / "ledger" / "peek.txt").exists()
+
+
+def test_write_atomic_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    module = load_routine()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    marker = tmp_path / "marker.json"
+    (tmp_path / f".marker.json.tmp-{os.getpid()}").symlink_to(victim)
+    module.write_atomic(marker, b"{}\n", 0o644)
+    assert victim.read_text() == "precious\n"
+    assert marker.read_bytes() == b"{}\n" and not marker.is_symlink()
