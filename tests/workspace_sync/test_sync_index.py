@@ -451,3 +451,22 @@ def test_write_atomic_never_writes_through_a_planted_link(tmp_path: Path) -> Non
     module.write_atomic(marker, b"{}\n", 0o644)
     assert victim.read_text() == "precious\n"
     assert marker.read_bytes() == b"{}\n" and not marker.is_symlink()
+
+
+def test_eod_uploads_only_from_a_release_of_this_host(host: Host, s3: Any, published: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    assert host.run("sync").returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "trade_logs" / "2026-01-01").mkdir(parents=True)
+    (elsewhere / "trade_logs" / "2026-01-01" / "not-mine.csv").write_text("x\n")
+    host.workdir.unlink()
+    host.workdir.symlink_to(elsewhere)
+    result = host.run("eod")
+    assert result.returncode != 0
+    assert result.last == (f"eod: FAILED workdir {host.workdir} points at {elsewhere}, not at a release in "
+                           f"{host.releases}; nothing uploaded. Run sync to restore it (trade data of every "
+                           "release is uploaded first)")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="logs/").get("Contents", [])
+    assert not [o for o in listed if "not-mine" in o["Key"]]
+    assert host.run("sync").returncode == 0
+    assert Path(os.path.realpath(host.workdir)).parent == host.releases
