@@ -30,6 +30,7 @@ from wshelpers import (
     do_publish,
     exchange_today,
     load_routine,
+    put_archive_without_index,
     put_manifest,
 )
 
@@ -209,14 +210,8 @@ def test_unsafe_code_archive_is_refused(host: Host, s3: Any, published: dict[str
         info = tarfile.TarInfo("../escape.txt")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    archive = gzip.compress(raw.getvalue())
     # No code index (an older publish, or a hand-made manifest): the archive is extracted, with its guards.
-    manifest = {k: v for k, v in published.items() if k != "code_index"}
-    manifest["objects"] = [dict(o) for o in published["objects"]]
-    code = next(o for o in manifest["objects"] if o["role"] == "code")
-    s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
-    code.update(size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
-    put_manifest(s3, manifest)
+    put_archive_without_index(s3, published, gzip.compress(raw.getvalue()))
     result = host.run("sync")
     assert result.returncode != 0
     assert "unsafe path" in result.last

@@ -30,7 +30,8 @@ from wshelpers import (
     body,
     do_publish,
     load_routine,
-    put_manifest,
+    put_archive_without_index,
+    put_code_index,
 )
 
 # What sync adds to a release directory besides the code base.
@@ -211,9 +212,7 @@ def test_code_index_problems_are_refused(host: Host, s3: Any, published: dict[st
     assert_workspace_intact(host, before)
 
     def republish(doc: dict[str, Any]) -> str:
-        data = json.dumps(doc).encode()
-        s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
-        put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+        put_code_index(s3, published, doc)
         result = host.run("sync")
         assert result.returncode != 0
         assert_workspace_intact(host, before)
@@ -363,20 +362,16 @@ def test_a_file_changed_between_hashing_and_linking_is_fetched(
     assert (dest / "models" / "weights_03.bin").stat().st_ino == (previous / "models" / "weights_03.bin").stat().st_ino
 
 
-
 def test_a_chain_of_links_out_of_the_tree_is_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
     """Each link looks inside when it is made; only together do they lead out (x -> b/c/../../y, b -> ., c -> .)."""
     assert host.run("sync").returncode == 0
     before = host.ready()
     assert before is not None
-    ref = published["code_index"]
-    index = json.loads(body(s3, ref["key"]))
+    index = json.loads(body(s3, published["code_index"]["key"]))
     chain = [{"path": "x", "type": "symlink", "mode": 0o777, "target": "b/c/../../y"},
              {"path": "b", "type": "symlink", "mode": 0o777, "target": "."},
              {"path": "c", "type": "symlink", "mode": 0o777, "target": "."}]
-    data = json.dumps(dict(index, entries=index["entries"] + chain)).encode()
-    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
-    put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+    put_code_index(s3, published, dict(index, entries=index["entries"] + chain))
     result = host.run("sync")
     assert result.returncode != 0
     assert result.last == "sync: FAILED code link 'x' -> 'b/c/../../y' leads outside the workspace; refusing"
@@ -390,13 +385,7 @@ def test_a_chain_of_links_in_a_whole_archive_is_refused(host: Host, s3: Any, pub
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
             tar.addfile(info)
-    archive = gzip.compress(raw.getvalue())
-    manifest = {k: v for k, v in published.items() if k != "code_index"}  # the whole archive is extracted
-    manifest["objects"] = [dict(o) for o in published["objects"]]
-    code = next(o for o in manifest["objects"] if o["role"] == "code")
-    s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
-    code.update(size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
-    put_manifest(s3, manifest)
+    put_archive_without_index(s3, published, gzip.compress(raw.getvalue()))
     result = host.run("sync")
     assert result.last == "sync: FAILED code link 'x' -> 'b/c/../../y' leads outside the workspace; refusing"
     assert host.ready() is None and not host.workdir.exists()
@@ -404,14 +393,11 @@ def test_a_chain_of_links_in_a_whole_archive_is_refused(host: Host, s3: Any, pub
 
 def test_modes_other_than_0644_and_0755_are_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:
     assert host.run("sync").returncode == 0
-    ref = published["code_index"]
-    index = json.loads(body(s3, ref["key"]))
+    index = json.loads(body(s3, published["code_index"]["key"]))
     entries = [dict(e) for e in index["entries"]]
     setuid = next(e for e in entries if e["type"] == "file")
     setuid["mode"] = 0o4755
-    data = json.dumps(dict(index, entries=entries)).encode()
-    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
-    put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+    put_code_index(s3, published, dict(index, entries=entries))
     result = host.run("sync")
     assert result.last == f"sync: FAILED the code index entry {setuid['path']!r} is invalid; refusing this release"
 

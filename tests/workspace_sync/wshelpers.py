@@ -8,6 +8,7 @@ lives in a temporary directory and its owner is the current user.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -207,3 +208,22 @@ def load_routine() -> Any:
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+def put_archive_without_index(s3: Any, published: dict[str, Any], archive: bytes) -> None:
+    """Replace the release's code archive and drop the code index from the manifest (as an older publish
+    wrote it), so that sync downloads and extracts the whole archive."""
+    manifest = {k: v for k, v in published.items() if k != "code_index"}
+    manifest["objects"] = [dict(o) for o in published["objects"]]
+    code = next(o for o in manifest["objects"] if o["role"] == "code")
+    s3.put_object(Bucket=BUCKET, Key=code["key"], Body=archive)
+    code.update(size=len(archive), sha256=hashlib.sha256(archive).hexdigest())
+    put_manifest(s3, manifest)
+
+
+def put_code_index(s3: Any, published: dict[str, Any], doc: dict[str, Any]) -> None:
+    """Replace the code index with ``doc`` and point the manifest at it with a matching size and sha256."""
+    ref = published["code_index"]
+    data = json.dumps(doc).encode()
+    s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
+    put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
