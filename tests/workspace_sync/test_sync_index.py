@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -456,3 +457,25 @@ def test_eod_uploads_only_from_a_release_of_this_host(host: Host, s3: Any, publi
     assert not [o for o in listed if "not-mine" in o["Key"]]
     assert host.run("sync").returncode == 0
     assert Path(os.path.realpath(host.workdir)).parent == host.releases
+
+
+def test_uv_cache_is_cleared_with_the_virtualenvs_it_served(host: Host, s3: Any, wheelhouse: Path,
+                                                            tmp_path: Path, published: dict[str, Any]) -> None:
+    assert host.run("sync").returncode == 0
+    code = tmp_path / "code"
+    shutil.copytree(CODE_DIR, code)
+    for n in (1, 2):  # two requirements changes: the first venv's release is pruned on the second
+        (code / "requirements.txt").write_text((CODE_DIR / "requirements.txt").read_text() + f"# change {n}\n")
+        publish_code(s3, wheelhouse, code)
+        result = host.run("sync")
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "pruning unused virtualenv" in result.stdout
+    assert "clearing uv's cache (the wheels of pruned virtualenvs)" in result.stdout
+    assert not (host.state_dir / "uv-cache").exists()
+    # The current venv's files were linked from that cache: they are still whole.
+    assert host.run_job("src/setup/setup.py").returncode == 0
+    ready = host.ready()
+    assert ready is not None
+    six = subprocess.run([ready["python"], "-c", "import six; print(six.__version__)"], capture_output=True,
+                         text=True, check=True)
+    assert six.stdout.strip() == "1.16.0"
