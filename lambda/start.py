@@ -120,9 +120,9 @@ def check_token(s3: Any, settings: Settings, now: datetime, log: StepLog) -> str
     log.warning("token-check", **fields)
     return (f"access token s3://{settings.bucket}/{settings.token_key} was last published "
             f"{modified_local:%Y-%m-%d %H:%M} ({settings.timezone}), before today's "
-            f"{settings.token_fresh_after_text}; Zerodha tokens expire then. Upload a fresh one with "
-            "'python -m provision publish --token FILE', then sync the host again (invoke this function "
-            "with {\"force\": true} or run playbooks/sync.yml) before the trading job runs.")
+            f"{settings.token_fresh_after_text}; Zerodha tokens expire then. Upload a fresh one and sync "
+            "the host with 'python -m provision publish --token FILE --sync' (or invoke this function "
+            "with {\"force\": true}) before the trading job runs.")
 
 
 def _decide(calendar: TradingCalendar, settings: Settings, day: date, event: Event, log: StepLog,

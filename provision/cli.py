@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--wheelhouse", type=Path, default=None, metavar="DIR", help="also upload the wheels in DIR"
     )
+    publish.add_argument(
+        "--sync",
+        action="store_true",
+        help="then, if the host is running, sync it now through SSM (as the start function does) and "
+        "print the result; a stopped host is synced by its next start",
+    )
     cost = sub.add_parser(
         "cost", parents=[common], help="the monthly bill the config implies, against running 24/7 (no AWS call)"
     )
@@ -399,7 +405,69 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             expected_owner=owner,
         )
     o.line(f"Published release {manifest.get('release')} to s3://{bucket}/{prefixes['deploy']}manifest.json")
+    if args.sync:
+        return _sync_now(ctx, o)
     return 0
+
+
+# SSM's own floor for the delivery timeout of a command.
+SSM_MIN_DELIVERY_TIMEOUT = 30
+SYNC_POLL_SECONDS = 3.0
+TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
+
+
+def _sync_now(ctx: Context, o: _Out) -> int:
+    """Run the sync command on the running host through SSM, wait for it, print its last line.
+
+    The same command the start function sends (docs/CONTRACTS.md). Its output
+    never holds a secret (the routine prints key names and sizes only).
+    """
+    from provision.lambdas import SYNC_COMMAND
+
+    inst = find_instance(ctx)
+    if not inst:
+        raise ProvisionError("--sync: there is no trading host yet (run `python -m provision up`); "
+                             "the release is published")
+    iid, state = inst["InstanceId"], (inst.get("State") or {}).get("Name")
+    if state != "running":
+        o.line(f"Host {iid} is {state}: not synced now; its next start syncs it")
+        return 0
+    timeout = ctx.cfg.schedule.command_timeout_seconds
+    ssm = ctx.clients.ssm
+    sent = ssm.send_command(
+        InstanceIds=[iid],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": [SYNC_COMMAND], "executionTimeout": [str(timeout)]},
+        TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, timeout),
+        Comment="provision publish --sync",
+    )
+    command_id = sent["Command"]["CommandId"]
+    o.line(f"Syncing host {iid} ({SYNC_COMMAND}, SSM command {command_id}) ...")
+    waited = 0.0
+    while True:
+        try:
+            inv = ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)
+        except ClientError as exc:
+            if error_code(exc) != "InvocationDoesNotExist":
+                raise
+            inv = {"Status": "Pending"}
+        status = str(inv.get("Status"))
+        if status in TERMINAL:
+            break
+        if waited > timeout + 2 * SSM_MIN_DELIVERY_TIMEOUT:
+            raise ProvisionError(f"--sync: SSM command {command_id} still {status} after {waited:.0f}s; see "
+                                 "`python -m provision status` and the host's `simpletrader-workspace status`")
+        ctx.clients.sleep(SYNC_POLL_SECONDS)
+        waited += SYNC_POLL_SECONDS
+    lines = str(inv.get("StandardOutputContent") or "").strip().splitlines()
+    last = lines[-1] if lines else "(no output)"
+    if status == "Success":
+        o.line(f"Host synced: {last}")
+        return 0
+    o.error(f"the sync on host {iid} ended {status}: {last}. The host keeps its previous workspace; "
+            "fix the cause and run `publish --sync` again (or invoke the start function with "
+            '{"force": true})')
+    return 1
 
 
 def cmd_cost(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:

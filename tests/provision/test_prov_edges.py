@@ -177,3 +177,66 @@ def test_key_pair_without_its_private_key_is_reported_not_replaced(run: Runner) 
     assert result.code == 1
     assert "cannot be recovered" in result.err and "delete-key-pair" in result.err
     assert [p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]] == ["simpletrader-key"]
+
+
+# --------------------------------------------------------------------------- publish --sync
+
+
+def _publishable(run: Runner, tmp_path: Path) -> Path:
+    """Point the config at requirements with nothing to install; return a new token file."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# nothing to install\n")
+    raw = yaml.safe_load(run.config.read_text())
+    raw["artifacts"]["requirements"] = str(requirements)
+    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    token = tmp_path / "access_token.txt"
+    token.write_text("b" * 32 + "\n")
+    return token
+
+
+def _invocation(status: str, stdout: str) -> Any:
+    body = json.dumps({"CommandId": "c", "InstanceId": "i", "Status": status, "StatusDetails": status,
+                       "StandardOutputContent": stdout, "StandardErrorContent": ""}).encode()
+    return respond_once("ssm.GetCommandInvocation", 200, {}, body, times=99)
+
+
+def test_publish_token_sync_runs_the_sync_on_the_running_host(run: Runner, tmp_path: Path) -> None:
+    token = _publishable(run, tmp_path)
+    assert run("up", "--yes").code == 0
+    assert run("publish").code == 0
+    sent: list[dict[str, Any]] = []
+
+    def spy(event_name: str, params: dict[str, Any], **kwargs: Any) -> None:
+        if event_name.endswith("ssm.SendCommand"):
+            sent.append(dict(params))
+
+    ready = _invocation("Success", "sync: downloaded and verified 4 objects\nsync: ready release=r1 venv=abc\n")
+    result = run("publish", "--token", str(token), "--sync",
+                 hooks=[("provide-client-params", spy), ("before-send", ready)])
+    assert result.code == 0, result.err
+    instance = boto3.client("ec2").describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]
+    [params] = sent
+    assert params["InstanceIds"] == [instance] and params["Parameters"]["commands"] == ["simpletrader-workspace sync"]
+    assert result.out.splitlines()[-1] == "Host synced: sync: ready release=r1 venv=abc"
+    assert "b" * 32 not in result.out + result.err
+
+    failed = _invocation("Failed", "sync: FAILED sha256 mismatch for secrets/access_token.txt; refusing\n")
+    bad = run("publish", "--token", str(token), "--sync", hooks=[("before-send", failed)])
+    assert bad.code == 1
+    assert "the sync on host" in bad.err and "ended Failed: sync: FAILED sha256 mismatch" in bad.err
+    assert "keeps its previous workspace" in bad.err
+
+
+def test_publish_sync_leaves_a_stopped_host_to_its_next_start(run: Runner, tmp_path: Path) -> None:
+    token = _publishable(run, tmp_path)
+    nothing = run("publish", "--sync")  # no stack yet: the bucket is missing, so publish itself fails first
+    assert nothing.code == 1
+    assert run("up", "--yes").code == 0
+    assert run("publish").code == 0
+    ec2 = boto3.client("ec2")
+    instance = ec2.describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]
+    ec2.stop_instances(InstanceIds=[instance])
+    result = run("publish", "--token", str(token), "--sync")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1] == f"Host {instance} is stopped: not synced now; its next start syncs it"
+    assert not [c for c in run.last_recorder.calls if c[2] == "SendCommand"]  # type: ignore[union-attr]
