@@ -26,6 +26,7 @@ from typing import Any
 from wshelpers import (
     BUCKET,
     CODE_DIR,
+    ROUTINE,
     Host,
     assert_workspace_intact,
     body,
@@ -479,3 +480,44 @@ def test_uv_cache_is_cleared_with_the_virtualenvs_it_served(host: Host, s3: Any,
     six = subprocess.run([ready["python"], "-c", "import six; print(six.__version__)"], capture_output=True,
                          text=True, check=True)
     assert six.stdout.strip() == "1.16.0"
+
+
+def test_thousands_of_directories_stay_within_a_small_descriptor_limit(tmp_path: Path) -> None:
+    """The SSM agent's children may open 1,024 files: reading a tree of more directories must not run out."""
+    src = tmp_path / "src"
+    for i in range(300):
+        d = src / "ledger" / f"d{i:03d}"
+        d.mkdir(parents=True)
+        (d / "entry.csv").write_text(f"{i}\n")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    script = (
+        "import importlib.machinery, importlib.util, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        f"loader = importlib.machinery.SourceFileLoader('r', {str(ROUTINE)!r})\n"
+        "spec = importlib.util.spec_from_loader('r', loader); m = importlib.util.module_from_spec(spec)\n"
+        "loader.exec_module(m)\n"
+        f"m.copy_plain_files(m.Path({str(src)!r}), 'ledger', m.Path({str(dest)!r}))\n"
+        f"b = m.Beneath(m.Path({str(src)!r}))\n"
+        "import os\n"
+        "for i in range(300):\n"
+        "    os.close(b.open_file(f'ledger/d{i:03d}/entry.csv'))\n"
+        "assert len(b.dirs) <= b.MAX_OPEN + 1, len(b.dirs)\n"
+        "b.close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.read_text() for p in (dest / "ledger").rglob("entry.csv")) == sorted(f"{i}\n" for i in range(300))
+
+
+def test_markers_are_read_without_following_links_or_waiting_on_a_fifo(tmp_path: Path) -> None:
+    module = load_routine()
+    secret = tmp_path / "root-only.json"
+    secret.write_text('{"files": {"x": 1}}')
+    linked = tmp_path / "linked.json"
+    linked.symlink_to(secret)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert module.read_json(linked) is None
+    assert module.read_json(fifo) is None  # returns at once; a blocking open would hang here
+    assert module.read_json(secret) == {"files": {"x": 1}}
