@@ -103,11 +103,7 @@ def test_publish_uploads_the_configured_artifacts(run: Runner, tmp_path: Path) -
         Bucket="simpletrader-working-bucket", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
     )
     # No packages to install, so an empty wheelhouse is complete (no network needed to build one).
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# nothing to install\n")
-    raw = yaml.safe_load(run.config.read_text())
-    raw["artifacts"]["requirements"] = str(requirements)
-    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    token = _publishable(run, tmp_path)
     wheelhouse = tmp_path / "wheels"
     wheelhouse.mkdir()
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -131,8 +127,6 @@ def test_publish_uploads_the_configured_artifacts(run: Runner, tmp_path: Path) -
     assert roles == ["code", "keys", "requirements", "token"]
     secret = (ROOT / "example" / "secrets" / "access_token.txt").read_text().strip()
     assert secret not in result.out + result.err
-    token = tmp_path / "access_token.txt"
-    token.write_text("a" * 32 + "\n")
     again = run("publish", "--token", str(token))
     assert again.code == 0, again.err
     manifest2 = json.loads(

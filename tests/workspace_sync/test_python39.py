@@ -30,16 +30,16 @@ from wshelpers import BUCKET, ROOT, ROUTINE, Host, assert_no_secrets, exchange_t
 TOOL_BOTO3 = "1.42.97"  # docs/CONTRACTS.md: the newest boto3 that supports Python 3.9
 
 
+def run_testhost(command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """One ``tests/hosts/testhost`` command, its output captured."""
+    return subprocess.run([sys.executable, str(ROOT / "tests" / "hosts" / "testhost"), command],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def find_rootfs() -> Path | None:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("chroot") is None:
         return None
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "hosts" / "testhost"), "rootfs"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    proc = run_testhost("rootfs", timeout=900)
     path = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
     if path is None or not (path / "usr" / "bin" / "python3.9").exists():
         return None
@@ -119,13 +119,7 @@ exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPAT
 
 def install_venv_support(host: Host, rootfs: Path, site: Path) -> bool:
     """python3.9-venv (ensurepip) through the test hosts' apt proxy, as roles/python39 installs it."""
-    proxy = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "hosts" / "testhost"), "proxy"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proxy = run_testhost("proxy", timeout=120)
     if proxy.returncode != 0:
         return False
     apt = "apt-get -q -o Acquire::http::Proxy=http://127.0.0.1:3152"

@@ -229,7 +229,7 @@ def test_code_index_problems_are_refused(host: Host, s3: Any, published: dict[st
     link = dict(index, entries=index["entries"] + [{"path": "etc", "type": "symlink", "mode": 0o777,
                                                    "target": "../../../../../etc"}])
     assert republish(link) == (
-        "sync: FAILED code index link 'etc' -> '../../../../../etc' points outside the workspace; refusing")
+        "sync: FAILED code link 'etc' -> '../../../../../etc' leads outside the workspace; refusing")
     # A file's entry pointing at another file's (valid) member: the content's sha256 does not match.
     entries = [dict(e) for e in index["entries"]]
     by_path = {e["path"]: e for e in entries}
