@@ -29,6 +29,10 @@ from provision.errors import ConfigError
 
 WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 ARCHITECTURES = ("x86_64", "arm64")
+#: How the operator reaches the host: Session Manager (no inbound rule) or SSH from ``ssh_ingress``.
+ACCESS_MODES = ("ssm", "ssh")
+#: An ``ssh_ingress`` entry standing for the operator's current public IPv4 address as a /32.
+AUTO_INGRESS = "auto"
 SUFFIX_ENV_VARS = ("s3_bucket_suffix", "S3_BUCKET_SUFFIX")
 DEFAULT_CONFIG = "stack.yml"
 
@@ -81,6 +85,12 @@ class NetworkConfig:
     vpc_cidr: str
     subnet_cidr: str
     ssh_ingress: tuple[str, ...]
+    access: str = "ssm"  # one of ACCESS_MODES
+
+    @property
+    def auto_ingress(self) -> bool:
+        """``ssh_ingress`` names the operator's current public address (looked up at plan/up time)."""
+        return AUTO_INGRESS in self.ssh_ingress
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,9 @@ class _Checker:
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
+
+    def problems_under(self, path: str) -> bool:
+        return any(p.startswith((f"{path}:", f"{path}[", f"{path}.")) for p in self.problems)
 
     def section(self, raw: Mapping[str, Any], key: str, allowed: dict[str, bool]) -> dict[str, Any]:
         """The mapping at ``raw[key]``; reports unknown and missing keys (``allowed``: key -> required)."""
@@ -533,7 +546,9 @@ def validate(
     static_ip = c.boolean("instance.static_ip", inst.get("static_ip", True))
 
     # network
-    n = c.section(raw, "network", {"vpc_cidr": True, "subnet_cidr": True, "ssh_ingress": False})
+    n = c.section(
+        raw, "network", {"vpc_cidr": True, "subnet_cidr": True, "access": False, "ssh_ingress": False}
+    )
     vpc = _cidr(c, "network.vpc_cidr", n.get("vpc_cidr"), 16, 28) if "vpc_cidr" in n else None
     subnet = _cidr(c, "network.subnet_cidr", n.get("subnet_cidr"), 16, 28) if "subnet_cidr" in n else None
     if vpc and subnet and not subnet.subnet_of(vpc):
@@ -542,23 +557,14 @@ def validate(
             f"{subnet} is not inside network.vpc_cidr {vpc}; pick a subnet of it, "
             f"e.g. {next(vpc.subnets(new_prefix=min(vpc.prefixlen + 8, 28)))}",
         )
-    ingress: list[str] = []
-    for idx, item in enumerate(c.listing("network.ssh_ingress", n.get("ssh_ingress"))):
-        p = f"network.ssh_ingress[{idx}]"
-        net = _cidr(c, p, item, 0, 32)
-        if net is None:
-            continue
-        if net.prefixlen == 0:
-            c.add(
-                p,
-                "0.0.0.0/0 would open SSH to the whole internet; list your own address as a /32, "
-                "e.g. 203.0.113.7/32",
-            )
-            continue
-        if str(net) in ingress:
-            c.add(p, f"{net} is listed twice")
-            continue
-        ingress.append(str(net))
+    access = n.get("access", "ssm")
+    if access not in ACCESS_MODES:
+        c.add(
+            "network.access",
+            f"{access!r} must be ssm (Session Manager, no open port) or ssh (port 22 from network.ssh_ingress)",
+        )
+        access = None
+    ingress = _ingress(c, n.get("ssh_ingress"), access)
 
     # schedule
     sc = c.section(
@@ -725,7 +731,7 @@ def validate(
         stack=StackConfig(req(name), req(region)),
         bucket=BucketConfig(req(bname), prefixes),
         instance=InstanceConfig(req(itype), req(arch), req(ami_param), req(volume), req(static_ip)),
-        network=NetworkConfig(str(req(vpc)), str(req(subnet)), tuple(ingress)),
+        network=NetworkConfig(str(req(vpc)), str(req(subnet)), tuple(ingress), req(access)),
         schedule=ScheduleConfig(
             req(tz), req(start), req(stop), tuple(weekdays), req(agent_wait), req(cmd_timeout)
         ),
@@ -737,6 +743,47 @@ def validate(
         notifications=NotificationsConfig(email or ""),
         raw=raw,
     )
+
+
+def _ingress(c: _Checker, value: Any, access: str | None) -> list[str]:
+    """``network.ssh_ingress``: CIDRs and/or ``auto``, which only ``access: ssh`` may use."""
+    items = [AUTO_INGRESS] if value == AUTO_INGRESS else c.listing("network.ssh_ingress", value)
+    ingress: list[str] = []
+    for idx, item in enumerate(items):
+        p = f"network.ssh_ingress[{idx}]"
+        if item == AUTO_INGRESS:
+            if AUTO_INGRESS in ingress:
+                c.add(p, "auto is listed twice")
+            else:
+                ingress.append(AUTO_INGRESS)
+            continue
+        net = _cidr(c, p, item, 0, 32)
+        if net is None:
+            continue
+        if net.prefixlen == 0:
+            c.add(
+                p,
+                "0.0.0.0/0 would open SSH to the whole internet; list your own address as a /32, "
+                "e.g. 203.0.113.7/32, or use auto (your current address, looked up at plan/up time)",
+            )
+            continue
+        if str(net) in ingress:
+            c.add(p, f"{net} is listed twice")
+            continue
+        ingress.append(str(net))
+    if access == "ssm" and ingress:
+        c.add(
+            "network.ssh_ingress",
+            "opens port 22, but network.access is ssm (Session Manager, no inbound rule); set "
+            "network.access: ssh to reach the host by SSH from these addresses, or remove them",
+        )
+    if access == "ssh" and not ingress and not c.problems_under("network.ssh_ingress"):
+        c.add(
+            "network.ssh_ingress",
+            "is empty, but network.access is ssh: nothing could reach the host; list your address as a "
+            '/32 (e.g. ["203.0.113.7/32"]), use auto (your current address), or set network.access: ssm',
+        )
+    return ingress
 
 
 def _cidr(c: _Checker, path: str, value: Any, lo: int, hi: int) -> ipaddress.IPv4Network | None:

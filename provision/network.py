@@ -1,17 +1,21 @@
 """Network: VPC, public subnet, internet gateway, route table, security group.
 
-The security group has no inbound rule unless ``network.ssh_ingress`` lists
-CIDRs (then TCP 22 from exactly those); any other inbound rule, e.g. one added
-by hand, is drift that ``plan`` shows and ``up`` removes. Outbound stays open:
-the host needs package mirrors, S3, SSM and the broker's API.
+The security group has no inbound rule with ``network.access: ssm`` (the
+default: SSH goes through Session Manager). With ``access: ssh`` it allows TCP
+22 from exactly ``network.ssh_ingress`` (``auto``: the operator's current
+public address, so a changed address is a diff and ``up`` replaces the rule).
+Any other inbound rule, e.g. one added by hand, is drift that ``plan`` shows
+and ``up`` removes. Outbound stays open: the host needs package mirrors, S3,
+SSM and the broker's API.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from provision import tags
+from provision import publicip, tags
 from provision.aws import error_code, paginate, retry_on
+from provision.config import AUTO_INGRESS
 from provision.engine import UNKNOWN, Context, Diff, Resource
 from provision.errors import ProvisionError
 
@@ -263,6 +267,26 @@ class RouteTable(Resource):
         ec2.delete_route_table(RouteTableId=live["id"])
 
 
+def ssh_ingress(ctx: Context) -> tuple[str, ...]:
+    """The CIDRs port 22 is open to: none with ``access: ssm``; ``auto`` becomes the operator's
+    current public address, looked up once per run (:mod:`provision.publicip`)."""
+    if "ssh_ingress" not in ctx.cache:
+        net = ctx.cfg.network
+        cidrs = list(net.ssh_ingress) if net.access == "ssh" else []
+        if AUTO_INGRESS in cidrs:
+            lookup = ctx.options.get("public_ip_lookup") or publicip.lookup
+            here = lookup()
+            cidrs = [here if c == AUTO_INGRESS else c for c in cidrs]
+            cidrs = list(dict.fromkeys(cidrs))
+        ctx.cache["ssh_ingress"] = tuple(cidrs)
+    return tuple(ctx.cache["ssh_ingress"])
+
+
+def _rule_description(ctx: Context, cidr: str) -> str:
+    listed = cidr in ctx.cfg.network.ssh_ingress
+    return "network.ssh_ingress" if listed else "network.ssh_ingress: auto (address of the operator at up)"
+
+
 def _rule_key(rule: dict[str, Any]) -> str:
     proto = rule.get("IpProtocol", "-1")
     if proto == "-1":
@@ -307,7 +331,7 @@ class SecurityGroup(Resource):
     def desired(self, ctx: Context) -> dict[str, Any]:
         return {
             "vpc_id": ctx.id("vpc_id"),
-            "ingress": sorted(f"tcp/22 from {cidr}" for cidr in ctx.cfg.network.ssh_ingress),
+            "ingress": sorted(f"tcp/22 from {cidr}" for cidr in ssh_ingress(ctx)),
         }
 
     def create(self, ctx: Context) -> None:
@@ -332,11 +356,12 @@ class SecurityGroup(Resource):
         for d in diffs:
             if d.attr == "vpc_id":
                 _immutable(self.address, "vpc_id", d.old, d.new)
-        want = set(f"tcp/22 from {cidr}" for cidr in ctx.cfg.network.ssh_ingress)
+        cidrs = ssh_ingress(ctx)
+        want = set(f"tcp/22 from {cidr}" for cidr in cidrs)
         extra = [rid for key, rid in live["rule_ids"].items() if key not in want]
         if extra:
             ec2.revoke_security_group_ingress(GroupId=live["id"], SecurityGroupRuleIds=sorted(extra))
-        missing = sorted(c for c in ctx.cfg.network.ssh_ingress if f"tcp/22 from {c}" not in live["rule_ids"])
+        missing = sorted(c for c in cidrs if f"tcp/22 from {c}" not in live["rule_ids"])
         if missing:
             ec2.authorize_security_group_ingress(
                 GroupId=live["id"],
@@ -345,7 +370,7 @@ class SecurityGroup(Resource):
                         "IpProtocol": "tcp",
                         "FromPort": 22,
                         "ToPort": 22,
-                        "IpRanges": [{"CidrIp": c, "Description": "network.ssh_ingress"} for c in missing],
+                        "IpRanges": [{"CidrIp": c, "Description": _rule_description(ctx, c)} for c in missing],
                     }
                 ],
             )

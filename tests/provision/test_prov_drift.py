@@ -47,7 +47,7 @@ def test_ssh_opened_to_the_world_out_of_band_is_shown_and_removed(run: Runner) -
 
 
 def test_ssh_ingress_from_config_only_from_listed_cidrs(run: Runner) -> None:
-    edit_config(run.config, network__ssh_ingress=["203.0.113.7/32"])
+    edit_config(run.config, network__access="ssh", network__ssh_ingress=["203.0.113.7/32"])
     assert run("up", "--yes").code == 0
     perms = security_group()["IpPermissions"]
     assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in perms] == [
