@@ -147,6 +147,16 @@ class Event:
     time: datetime | None  # the scheduled time (EventBridge), None for manual invocations
     dry_run: bool = False
     force: bool = False
+    # Set only by an operator's `python -m provision start|stop`, which runs these functions
+    # in process (never from an invocation event): the notification says "manual"; start may
+    # leave out the sync, stop the end-of-day routine.
+    manual: bool = False
+    sync: bool = True
+    eod: bool = True
+
+
+#: What a notification subject adds for a manual run.
+MANUAL = " (manual)"
 
 
 def parse_event(event: Any, allow_force: bool) -> Event:

@@ -30,6 +30,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from st_calendar import Decision, TradingCalendar
 from st_runtime import (
+    MANUAL,
     RUN_SHELL_DOCUMENT,
     Budget,
     Clock,
@@ -148,6 +149,7 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
     day = (event.time or clock.now()).astimezone(settings.zone).date()
     result: dict[str, Any] = {
         "function": FN, "outcome": "failed", "ok": False, "dry_run": event.dry_run, "force": event.force,
+        "manual": event.manual,
         "date": day.isoformat(), "instance_id": settings.instance_id, "calendar": None, "state_before": None,
         "state_after": None, "command": None, "actions": [], "warnings": warnings, "error": None,
     }
@@ -207,6 +209,13 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
             wait_running(ec2, settings.instance_id, wait_cfg, budget, clock)
             log("instance-running", instance_id=settings.instance_id)
         result["state_after"] = "running"
+        if not event.sync:
+            result["outcome"] = "started"
+            result["ok"] = True
+            _report(sns, settings, result, decision, log,
+                    [f"Instance {settings.instance_id}: {state} -> running.",
+                     "The workspace was not synced (the trading jobs refuse to run without today's sync)."])
+            return result
 
         agent_deadline = budget.deadline(settings.agent_wait_seconds)
         command_id = send_when_agent_ready(
@@ -249,12 +258,13 @@ def _subject(settings: Settings, result: dict[str, Any], decision: Decision | No
     day = result["date"]
     text = {
         "synced": "started and synced",
+        "started": "started, not synced",
         "skipped-weekend": "skipped (not a trading weekday)",
         "skipped-holiday": f"skipped (holiday: {decision.name if decision else ''})",
         "failed": "FAILED",
     }.get(result["outcome"], result["outcome"])
     warn = " (with warnings)" if result["warnings"] and result["outcome"] != "failed" else ""
-    return f"{settings.stack_name} start {day}: {text}{warn}"
+    return f"{settings.stack_name} start {day}{MANUAL if result['manual'] else ''}: {text}{warn}"
 
 
 def _report(sns: Any, settings: Settings, result: dict[str, Any], decision: Decision | None, log: StepLog,

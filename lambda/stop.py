@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import boto3
 from botocore.config import Config
 from st_runtime import (
+    MANUAL,
     RUN_SHELL_DOCUMENT,
     Budget,
     Clock,
@@ -60,6 +61,7 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
     day = (event.time or clock.now()).astimezone(settings.zone).date()
     result: dict[str, Any] = {
         "function": FN, "outcome": "failed", "ok": False, "dry_run": event.dry_run, "date": day.isoformat(),
+        "manual": event.manual,
         "instance_id": settings.instance_id, "state_before": None, "state_after": None, "command": None,
         "actions": [], "warnings": [], "error": None,
     }
@@ -111,11 +113,16 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
             log("wait-running", instance_id=settings.instance_id)
             wait_running(ec2, settings.instance_id, wait_cfg, budget, clock, reserve=STOP_RESERVE_SECONDS)
 
-        command = _run_eod(ssm, settings, budget, clock, log, day, result)
+        if event.eod:
+            command = _run_eod(ssm, settings, budget, clock, log, day, result)
+        else:
+            log("eod-skipped", reason="manual stop without --eod")
+            result["warnings"].append("the end-of-day routine did not run (stopped without --eod); today's "
+                                      "trade data stays on the volume and the next sync uploads it")
     except Exception as err:  # noqa: BLE001 - stop anyway, report, re-raise
         eod_error: Exception | None = err
     else:
-        eod_error = None if command is not None and command.ok else StepFailed(
+        eod_error = None if not event.eod or (command is not None and command.ok) else StepFailed(
             f"end-of-day routine {command.describe() if command else 'did not run'}")
 
     if eod_error is not None and result["state_before"] is None:
@@ -137,11 +144,12 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
     if eod_error is not None:
         _fail(sns, settings, result, day, log, eod_error, stopped=True)
 
-    result["outcome"] = "stopped"
+    result["outcome"] = "stopped" if event.eod else "stopped-without-eod"
     result["ok"] = True
+    eod_line = (f"End-of-day routine ({settings.eod_command}) {command.describe()}." if command
+                else "The end-of-day routine did not run.")
     _report(sns, settings, result, day, log,
-            [f"End-of-day routine ({settings.eod_command}) {command.describe() if command else 'succeeded'}.",
-             f"Instance {settings.instance_id}: {result['state_before']} -> stopped."])
+            [eod_line, f"Instance {settings.instance_id}: {result['state_before']} -> stopped."])
     return result
 
 
@@ -180,11 +188,12 @@ def _safe_state(ec2: Any, instance_id: str) -> str | None:
 def _subject(settings: Settings, result: dict[str, Any], day: date) -> str:
     text = {
         "stopped": "end of day done, instance stopped",
+        "stopped-without-eod": "instance stopped, end of day not run",
         "already-stopped": "instance already stopped",
         "eod-failed": "end of day FAILED, instance stopped",
         "failed": "FAILED, instance not stopped",
     }.get(result["outcome"], result["outcome"])
-    return f"{settings.stack_name} stop {day.isoformat()}: {text}"
+    return f"{settings.stack_name} stop {day.isoformat()}{MANUAL if result['manual'] else ''}: {text}"
 
 
 def _report(sns: Any, settings: Settings, result: dict[str, Any], day: date, log: StepLog,

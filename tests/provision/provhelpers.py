@@ -8,6 +8,7 @@ on the clients the product's own factory makes.
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 import yaml
+from botocore.awsrequest import AWSResponse
 
 from provision import cli
 from provision.aws import Clients
@@ -82,6 +84,7 @@ class Runner:
     hooks: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
     max_attempts: int = 3
     last_recorder: Recorder | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # more engine options, e.g. public_ip_lookup
 
     def clients(self, region: str = "ap-south-1") -> Clients:
         # A fresh session per run (fresh event hooks), sharing one model loader so the
@@ -104,7 +107,7 @@ class Runner:
         for event, hook in hooks or []:
             clients.events.register(event, hook)
         self.last_recorder = rec
-        opts: dict[str, Any] = {}
+        opts: dict[str, Any] = dict(self.options)
         if self.lambda_dir is not None:
             opts["lambda_dir"] = self.lambda_dir
         if self.calendar_builder is not None:
@@ -210,6 +213,27 @@ class Raw:
 
     def stream(self, **kwargs: Any) -> Any:
         yield self.body
+
+
+def respond_once(op: str, status: int, headers: dict[str, str], body: bytes, times: int = 1) -> Any:
+    """A ``before-send`` hook answering ``op`` (e.g. ``ssm.GetCommandInvocation``) with a canned response."""
+    seen = {"n": 0}
+
+    def hook(event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
+        if not event_name.endswith(op) or seen["n"] >= times:
+            return None
+        seen["n"] += 1
+        return AWSResponse(request.url, status, headers, Raw(body))  # type: ignore[arg-type]
+
+    hook.seen = seen  # type: ignore[attr-defined]
+    return hook
+
+
+def invocation(status: str, stdout: str) -> Any:
+    """A ``before-send`` hook: every GetCommandInvocation ends ``status`` with ``stdout`` (the agent's report)."""
+    body = json.dumps({"CommandId": "c", "InstanceId": "i", "Status": status, "StatusDetails": status,
+                       "StandardOutputContent": stdout, "StandardErrorContent": ""}).encode()
+    return respond_once("ssm.GetCommandInvocation", 200, {}, body, times=99)
 
 
 def assert_no_orphans() -> None:

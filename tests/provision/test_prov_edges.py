@@ -8,21 +8,7 @@ from typing import Any
 
 import boto3
 import yaml
-from botocore.awsrequest import AWSResponse
-from provhelpers import FULL, ROOT, Raw, Runner, live_counts
-
-
-def respond_once(op: str, status: int, headers: dict[str, str], body: bytes, times: int = 1) -> Any:
-    seen = {"n": 0}
-
-    def hook(event_name: str, request: Any, **kwargs: Any) -> AWSResponse | None:
-        if not event_name.endswith(op) or seen["n"] >= times:
-            return None
-        seen["n"] += 1
-        return AWSResponse(request.url, status, headers, Raw(body))  # type: ignore[arg-type]
-
-    hook.seen = seen  # type: ignore[attr-defined]
-    return hook
+from provhelpers import FULL, ROOT, Runner, invocation, live_counts, respond_once
 
 
 def test_bucket_name_taken_by_another_account_aborts_before_any_write(run: Runner) -> None:
@@ -188,12 +174,6 @@ def _publishable(run: Runner, tmp_path: Path) -> Path:
     return token
 
 
-def _invocation(status: str, stdout: str) -> Any:
-    body = json.dumps({"CommandId": "c", "InstanceId": "i", "Status": status, "StatusDetails": status,
-                       "StandardOutputContent": stdout, "StandardErrorContent": ""}).encode()
-    return respond_once("ssm.GetCommandInvocation", 200, {}, body, times=99)
-
-
 def test_publish_token_sync_runs_the_sync_on_the_running_host(run: Runner, tmp_path: Path) -> None:
     token = _publishable(run, tmp_path)
     assert run("up", "--yes").code == 0
@@ -204,7 +184,7 @@ def test_publish_token_sync_runs_the_sync_on_the_running_host(run: Runner, tmp_p
         if event_name.endswith("ssm.SendCommand"):
             sent.append(dict(params))
 
-    ready = _invocation("Success", "sync: downloaded and verified 4 objects\nsync: ready release=r1 venv=abc\n")
+    ready = invocation("Success", "sync: downloaded and verified 4 objects\nsync: ready release=r1 venv=abc\n")
     result = run("publish", "--token", str(token), "--sync",
                  hooks=[("provide-client-params", spy), ("before-send", ready)])
     assert result.code == 0, result.err
@@ -214,7 +194,7 @@ def test_publish_token_sync_runs_the_sync_on_the_running_host(run: Runner, tmp_p
     assert result.out.splitlines()[-1] == "Host synced: sync: ready release=r1 venv=abc"
     assert "b" * 32 not in result.out + result.err
 
-    failed = _invocation("Failed", "sync: FAILED sha256 mismatch for secrets/access_token.txt; refusing\n")
+    failed = invocation("Failed", "sync: FAILED sha256 mismatch for secrets/access_token.txt; refusing\n")
     bad = run("publish", "--token", str(token), "--sync", hooks=[("before-send", failed)])
     assert bad.code == 1
     assert "the sync on host" in bad.err and "ended Failed: sync: FAILED sha256 mismatch" in bad.err
