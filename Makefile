@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 APT_PACKAGES := debootstrap systemd-container apt-cacher-ng iproute2 openssh-client rsync make
 APT_STAMP := /var/lib/simpletrader/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint unit setup host-packages bench clean
+.PHONY: demo test lint unit setup host-packages bench clean aws-check
 
 demo: setup
 	$(BIN)/python -m devtools.demo
@@ -28,10 +28,16 @@ lint: setup
 	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader-workspace
 	$(BIN)/mypy provision lambda devtools bench
 	$(BIN)/yamllint -s .
-	cd $(CURDIR) && $(BIN)/ansible-lint --profile production roles playbooks
+	# Its syntax checks ask no AWS: an inventory without hosts instead of the stack's EC2 one.
+	cd $(CURDIR) && ANSIBLE_INVENTORY=tests/ansible/lint-inventory.yml $(BIN)/ansible-lint --profile production roles playbooks site.yml
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The whole chain on your own AWS account (credentials as for provision): a
+# throwaway stack, removed at the end. Asks before it creates anything.
+aws-check: setup
+	$(BIN)/python -m devtools.awscheck $(AWS_CHECK_ARGS)
 
 setup: $(VENV)/.installed host-packages
 

@@ -1,4 +1,4 @@
-"""``python -m provision plan|up|down|status|outputs|key|publish`` (see docs/PROVISION.md).
+"""``python -m provision plan|up|down|status|outputs|key|publish|start|stop|doctor|...`` (docs/PROVISION.md).
 
 Every command validates the config first (no AWS call on a bad config).
 Expected failures print one or two lines and exit 1, never a traceback, and
@@ -24,8 +24,8 @@ from botocore.exceptions import (
     WaiterError,
 )
 
+from provision import access, doctor, lambda_package, network, operate, stack
 from provision import config as config_mod
-from provision import lambda_package, stack
 from provision.aws import Clients, error_code, error_message
 from provision.cron import next_run
 from provision.engine import Context, Plan
@@ -35,6 +35,8 @@ from provision.keypair import find_key_pair, key_name, parameter_name, read_priv
 from provision.schedule import rule_weekdays
 
 ClientsFactory = Callable[[str], Clients]
+#: The stack config's path when --config is not given (the playbooks and the inventory read it too).
+CONFIG_ENV = "ST_STACK_CONFIG"
 
 
 class _Out:
@@ -51,7 +53,10 @@ class _Out:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", default=argparse.SUPPRESS, metavar="PATH", help="the stack config (default: ./stack.yml)"
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help=f"the stack config (default: ${CONFIG_ENV}, else ./stack.yml)",
     )
     p = argparse.ArgumentParser(
         prog="python -m provision",
@@ -110,6 +115,26 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("--prices", type=Path, default=None, metavar="FILE", help="YAML overriding the price table")
     cost.add_argument("--year", type=int, default=None, help="the calendar year to count trading days in")
     cost.add_argument("--json", action="store_true")
+    start = sub.add_parser(
+        "start", parents=[common], help="start the host now, as the start function does (calendar ignored)"
+    )
+    start.add_argument("--sync", action="store_true", help="also sync the workspace, as the 08:45 start does")
+    start.add_argument(
+        "--wait-ready", action="store_true", help="wait until Session Manager can reach the host (its SSM agent)"
+    )
+    stop = sub.add_parser("stop", parents=[common], help="stop the host now, as the stop function does")
+    stop.add_argument(
+        "--eod", action="store_true", help="run the end-of-day routine (closure, upload) first, as at 15:40"
+    )
+    sub.add_parser(
+        "doctor", parents=[common], help="check this machine can operate the stack, and say how to fix what is missing"
+    )
+    tunnel = sub.add_parser(
+        "tunnel", parents=[common], help="SSH's ProxyCommand through Session Manager (inventory/ssm-tunnel runs it)"
+    )
+    tunnel.add_argument("--region", default=None, help="the instance's region (default: stack.region)")
+    tunnel.add_argument("instance_id", metavar="INSTANCE_ID")
+    tunnel.add_argument("port", metavar="PORT", type=int, nargs="?", default=22)
     return p
 
 
@@ -130,8 +155,10 @@ def main(
     """
     o = _Out(out or sys.stdout, err or sys.stderr)
     args = _parser().parse_args(argv)
-    config_path = getattr(args, "config", config_mod.DEFAULT_CONFIG)
+    config_path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or config_mod.DEFAULT_CONFIG
     try:
+        if args.command == "tunnel" and args.region:
+            return cmd_tunnel_region(args, clients or Clients(args.region))
         cfg = config_mod.load(config_path)
         ctx = Context(cfg, clients or Clients(cfg.stack.region), options=dict(options or {}))
         handler = COMMANDS[args.command]
@@ -203,7 +230,15 @@ def _confirm(o: _Out, confirm: Callable[[str], str], question: str) -> bool:
     return True
 
 
+def _hints(ctx: Context, o: _Out) -> None:
+    """A line on stderr for each local prerequisite that is missing (`doctor` has the whole list)."""
+    for line in doctor.hints(ctx.cfg):
+        print(line, file=o.err, flush=True)
+
+
 def cmd_plan(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    network.ssh_ingress(ctx)  # an `auto` address is looked up before any AWS call
+    _hints(ctx, o)
     plan = stack.engine().plan_up(ctx)
     if args.json:
         o.line(json.dumps(plan.as_json(), indent=2, sort_keys=True))
@@ -215,6 +250,8 @@ def cmd_plan(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
 
 
 def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    network.ssh_ingress(ctx)  # an `auto` address is looked up before any AWS call
+    _hints(ctx, o)
     engine = stack.engine()
     plan = engine.plan_up(ctx)
     if plan.empty:
@@ -256,12 +293,12 @@ def _outputs(ctx: Context) -> dict[str, Any]:
     ip = (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress")
     pem = f"{key_name(ctx.stack)}.pem"
     param = parameter_name(pair["KeyPairId"]) if pair else None
-    host = f"{cfg.host.user}@{ip or '<public-ip>'}"
+    instance_id = (inst or {}).get("InstanceId")
     return {
         "stack": ctx.stack,
         "region": cfg.stack.region,
         "bucket": config_mod.bucket_name(cfg),
-        "instance_id": (inst or {}).get("InstanceId"),
+        "instance_id": instance_id,
         "instance_state": ((inst or {}).get("State") or {}).get("Name"),
         "key_pair": key_name(ctx.stack) if pair else None,
         "key_parameter": param,
@@ -275,8 +312,8 @@ def _outputs(ctx: Context) -> dict[str, Any]:
         if param
         else None,
         "functions": {"start": f"{ctx.stack}-start", "stop": f"{ctx.stack}-stop"},
-        "ssh": f"ssh -i {pem} {host}",
-        "scp": f"scp -i {pem} <local-file-path> {host}:<remote-file-path>",
+        "access": cfg.network.access,
+        **access.ssh_lines(cfg, instance_id, ip, pem),
     }
 
 
@@ -368,11 +405,14 @@ def cmd_key(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[
         fh.write(private if private.endswith("\n") else private + "\n")
     os.chmod(target, 0o400)
     data = _outputs(ctx)
-    host = f"{ctx.cfg.host.user}@{data['public_ip'] or '<public-ip>'}"
+    lines = access.ssh_lines(ctx.cfg, data["instance_id"], data["public_ip"], str(target))
     o.line(f"Wrote the private key from {name} to {target} (mode 0400).")
-    o.line(f"SSH:  ssh -i {target} {host}")
-    o.line(f"SCP:  scp -i {target} <local-file-path> {host}:<remote-file-path>")
-    if not data["public_ip"]:
+    o.line(f"SSH:  {lines['ssh']}")
+    o.line(f"SCP:  {lines['scp']}")
+    if ctx.cfg.network.access == "ssm":
+        o.line("(through Session Manager, no open port: needs session-manager-plugin; "
+               "`python -m provision doctor` checks it)")
+    elif not data["public_ip"]:
         o.line("(the host has no public IP right now; it gets one when it runs, or set instance.static_ip)")
     return 0
 
@@ -478,6 +518,55 @@ def cmd_cost(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
     return 0
 
 
+def cmd_start(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    what = "start and sync" if args.sync else "start"
+    o.line(f"Running the start function's code here ({what}; calendar ignored; notification marked manual) ...")
+    result = operate.start(ctx, sync=args.sync, progress=o.line)
+    _print_result(o, result)
+    if args.wait_ready:
+        o.line(f"Waiting for the SSM agent of {result['instance_id']} "
+               f"(up to {ctx.cfg.schedule.agent_wait_seconds}s) ...")
+        waited = operate.wait_agent_online(ctx, result["instance_id"], ctx.cfg.schedule.agent_wait_seconds)
+        o.line(f"Host {result['instance_id']} is ready for Session Manager and Ansible (waited {waited:.0f}s).")
+    return 0
+
+
+def cmd_stop(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    what = "end of day, then stop" if args.eod else "stop, without the end-of-day routine"
+    o.line(f"Running the stop function's code here ({what}; notification marked manual) ...")
+    _print_result(o, operate.stop(ctx, eod=args.eod, progress=o.line))
+    return 0
+
+
+def _print_result(o: _Out, result: dict[str, Any]) -> None:
+    for warning in result.get("warnings", []):
+        o.line(f"warning: {warning}")
+    state = result.get("state_after") or result.get("state_before")
+    o.line(f"{result['function'].capitalize()}: {result['outcome']}; instance {result['instance_id']} {state}. "
+           + (f"Notified: {result['subject']}" if result.get("notified") else "No notification was sent."))
+
+
+def cmd_doctor(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    found = doctor.checks(ctx)
+    for line in doctor.render(ctx, found):
+        o.line(line)
+    return 1 if any(c.failed for c in found) else 0
+
+
+def cmd_tunnel(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    return _tunnel(ctx.clients, args)
+
+
+def cmd_tunnel_region(args: argparse.Namespace, clients: Clients) -> int:
+    return _tunnel(clients, args)
+
+
+def _tunnel(clients: Clients, args: argparse.Namespace) -> int:
+    access.open_tunnel(clients.ssm, clients.ec2, args.instance_id, args.port,
+                       profile=os.environ.get("AWS_PROFILE", ""))
+    return 0
+
+
 Handler = Callable[[Context, argparse.Namespace, _Out, Callable[[str], str]], int]
 COMMANDS: dict[str, Handler] = {
     "plan": cmd_plan,
@@ -488,6 +577,10 @@ COMMANDS: dict[str, Handler] = {
     "key": cmd_key,
     "publish": cmd_publish,
     "cost": cmd_cost,
+    "start": cmd_start,
+    "stop": cmd_stop,
+    "doctor": cmd_doctor,
+    "tunnel": cmd_tunnel,
 }
 
 __all__ = ["main", "Plan"]

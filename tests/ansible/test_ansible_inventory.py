@@ -1,4 +1,4 @@
-"""inventory/aws_ec2.yml finds the stack's running trading host, against the emulator.
+"""inventory/aws_ec2.yml finds the stack's trading host and says how to reach it, against the emulator.
 
 The product inventory is used as is: only the environment points it at the
 emulator (AWS_ENDPOINT_URL, set by the ``moto`` fixture).
@@ -85,7 +85,7 @@ def test_graph_lists_the_running_trading_host(moto: Any) -> None:
     assert "Failed to parse" not in proc.stderr
 
 
-def test_only_this_stacks_running_trading_hosts(moto: Any, copy: Path) -> None:
+def test_only_this_stacks_trading_hosts_stopped_ones_by_state(moto: Any, copy: Path) -> None:
     ec2 = boto3.client("ec2")
     run_instance(ec2, host_tags())
     run_instance(ec2, host_tags(stack="other", name="other-host"))
@@ -93,22 +93,57 @@ def test_only_this_stacks_running_trading_hosts(moto: Any, copy: Path) -> None:
     run_instance(ec2, {**host_tags(name="simpletrader-notours"), "Project": "someone-else"})
     stopped = run_instance(ec2, host_tags(name="simpletrader-stopped"))
     ec2.stop_instances(InstanceIds=[stopped])
+    gone = run_instance(ec2, host_tags(name="simpletrader-terminated"))
+    ec2.terminate_instances(InstanceIds=[gone])
     data = listing(copy)
-    assert sorted(data["trading_hosts"]["hosts"]) == ["simpletrader-host"]
-    assert sorted(data["_meta"]["hostvars"]) == ["simpletrader-host"]
+    # A stopped host is listed, so that site.yml can say it is stopped rather than find no host.
+    assert sorted(data["trading_hosts"]["hosts"]) == ["simpletrader-host", "simpletrader-stopped"]
+    assert data["state_running"]["hosts"] == ["simpletrader-host"]
+    assert data["state_stopped"]["hosts"] == ["simpletrader-stopped"]
+    assert sorted(data["_meta"]["hostvars"]) == ["simpletrader-host", "simpletrader-stopped"]
 
 
-def test_connection_variables(moto: Any, copy: Path) -> None:
+def config_with(tmp_path: Path, **network: Any) -> Path:
+    config = yaml.safe_load((ROOT / "stack.yml").read_text())
+    config["network"].update(network)
+    config["host"]["user"] = "trader"
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_connection_through_session_manager_by_default(moto: Any, copy: Path, tmp_path: Path) -> None:
     ec2 = boto3.client("ec2")
     instance = run_instance(ec2, host_tags())
-    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
-    public_ip = described["PublicIpAddress"]
-    hostvars = listing(copy)["_meta"]["hostvars"]["simpletrader-host"]
-    assert hostvars["ansible_host"] == public_ip
-    assert hostvars["ansible_user"] == "ec2-user"
+    hostvars = listing(copy, ST_STACK_CONFIG=str(config_with(tmp_path)))["_meta"]["hostvars"]["simpletrader-host"]
+    # access: ssm (the default): the host is its instance id, SSH goes through the tunnel; no address at all.
+    assert hostvars["simpletrader_access"] == "ssm"
+    assert hostvars["ansible_host"] == instance
+    assert hostvars["ansible_ssh_common_args"] == (
+        '-o ProxyCommand="inventory/ssm-tunnel --region ap-south-1 %h %p"')
+    assert hostvars["ansible_user"] == "trader"  # host.user of the stack config
     assert hostvars["ansible_ssh_private_key_file"] == "simpletrader-key.pem"
     assert hostvars["ec2_instance_id"] == instance
     assert "tags" not in hostvars  # prefixed, so it cannot shadow the play keyword
+
+
+def test_connection_straight_to_the_address_with_access_ssh(moto: Any, copy: Path, tmp_path: Path) -> None:
+    ec2 = boto3.client("ec2")
+    instance = run_instance(ec2, host_tags())
+    described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+    config = config_with(tmp_path, access="ssh", ssh_ingress=["203.0.113.7/32"])
+    hostvars = listing(copy, ST_STACK_CONFIG=str(config))["_meta"]["hostvars"]["simpletrader-host"]
+    assert hostvars["simpletrader_access"] == "ssh"
+    assert hostvars["ansible_host"] == described["PublicIpAddress"]
+    assert hostvars["ansible_ssh_common_args"] == ""
+    assert hostvars["ansible_user"] == "trader"
+
+
+def test_only_the_tunnel_command_can_be_swapped(moto: Any, copy: Path) -> None:
+    instance = run_instance(boto3.client("ec2"), host_tags())
+    hostvars = listing(copy, ST_TUNNEL_COMMAND="/opt/stand-in")["_meta"]["hostvars"]["simpletrader-host"]
+    assert hostvars["ansible_host"] == instance
+    assert hostvars["ansible_ssh_common_args"] == '-o ProxyCommand="/opt/stand-in --region ap-south-1 %h %p"'
 
 
 def test_key_file_from_the_environment(moto: Any, copy: Path) -> None:

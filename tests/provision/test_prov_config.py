@@ -169,6 +169,9 @@ def test_bad_config_makes_no_aws_call_and_prints_every_problem(run: Runner) -> N
         ["outputs"],
         ["key"],
         ["publish"],
+        ["start"],
+        ["stop"],
+        ["doctor"],
     ):
         result = run(*command)
         assert result.code == 1

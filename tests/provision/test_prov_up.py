@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from provhelpers import FULL, Runner, assert_no_orphans, live_counts
+from provhelpers import FULL, ROOT, Runner, assert_no_orphans, live_counts
 
 
 def assert_key_pair_recoverable() -> None:
@@ -173,15 +173,18 @@ def test_outputs_and_key(run: Runner, tmp_path: Path) -> None:
     assert data["public_ip"] == addr
     assert data["bucket"] == "simpletrader-working-bucket"
     assert data["key_parameter"].startswith("/ec2/keypair/key-")
-    assert data["ssh"] == f"ssh -i simpletrader-key.pem ec2-user@{addr}"
+    # access: ssm (the default): the host is its instance id, reached through the Session Manager tunnel
+    tunnel = f"-o ProxyCommand='{ROOT}/inventory/ssm-tunnel --region ap-south-1 %h %p'"
+    assert data["ssh"] == f"ssh -i simpletrader-key.pem {tunnel} ec2-user@{data['instance_id']}"
     assert data["functions"] == {"start": "simpletrader-start", "stop": "simpletrader-stop"}
 
     pem = tmp_path / "k.pem"
     key = run("key", "--out", str(pem))
     assert key.code == 0, key.err
     assert stat.S_IMODE(os.stat(pem).st_mode) == 0o400
-    assert f"ssh -i {pem} ec2-user@{addr}" in key.out
-    assert f"scp -i {pem} <local-file-path> ec2-user@{addr}:<remote-file-path>" in key.out
+    host = f"ec2-user@{data['instance_id']}"
+    assert f"ssh -i {pem} {tunnel} {host}" in key.out
+    assert f"scp -i {pem} {tunnel} <local-file-path> {host}:<remote-file-path>" in key.out
     secret = pem.read_text()
     assert secret not in key.out + key.err
     from provision.keypair import public_key_of
