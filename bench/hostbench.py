@@ -139,10 +139,8 @@ def environ(**values: str) -> Iterator[None]:
 class BenchDay(Day):
     """The local stack of devtools.tradingday.Day under a stack name of its own.
 
-    The inventory names the instance ``<stack>-host`` and the test-host mapping
-    lives in ``inventory/host_vars/<that name>.yml``; other runs of a
-    Day (the demo, the e2e test) use the default stack name, so with the
-    default this benchmark and they would overwrite each other's mapping.
+    A stack name of its own, so that nothing it makes (its inventory host,
+    its resources) can be taken for the demo's or the e2e's.
     """
 
     def __init__(self, *args: Any, stack_name: str, **kwargs: Any) -> None:
@@ -207,11 +205,9 @@ class HostBench:
             return fh.read()
 
     def _map_inventory_to(self, host: Host) -> None:
-        assert self.day.host_vars is not None
-        self.day.host_vars.write_text(
-            "# Written by bench/hostbench.py: maps the emulator's instance to a local test host.\n"
-            f"ansible_host: {host.ip}\nansible_ssh_private_key_file: {host.key}\n"
-            "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+        """The tunnel stand-in carries the instance's SSH connections to ``host`` from now on."""
+        self.day.tunnel_targets = dict.fromkeys(self.day.tunnel_targets, host.ip)
+        self.day.ssh_key = host.key
 
     # -- host commands
 

@@ -1,4 +1,4 @@
-"""moto_server, with one correction to how it evaluates policy conditions.
+"""moto_server, with one correction to how it evaluates policy conditions, and one SSM read it lacks.
 
 moto 5.2 ignores condition operators it does not implement (everything but
 StringEquals), so a statement such as the bucket's TLS-only guard
@@ -12,6 +12,11 @@ not match (unless the operator ends in IfExists). moto passes no context keys
 for S3 requests, so with this correction such a Deny never matches. This is
 the one place the emulator is corrected; product code never sees it.
 
+moto has no DescribeInstanceInformation (where an SSM agent shows that it has
+registered). Here every running EC2 instance is reported Online, as an agent
+that registers the moment its host runs: in the local world the agent is
+played (docs/TESTING.md), and ``provision start --wait-ready`` asks this.
+
 Run as ``python -m devtools.moto_server -H HOST -p PORT`` (moto_server's options).
 """
 
@@ -19,7 +24,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from moto.core.responses import ActionResult
+from moto.ec2 import ec2_backends
 from moto.iam import access_control
+from moto.ssm.responses import SimpleSystemManagerResponse
 
 _original = access_control.IAMPolicyStatement.is_action_permitted
 
@@ -35,6 +43,25 @@ def is_action_permitted(self: Any, action: str, resource: str = "*", principal: 
 
 
 access_control.IAMPolicyStatement.is_action_permitted = is_action_permitted  # type: ignore[method-assign]
+
+
+def describe_instance_information(self: Any) -> ActionResult:
+    """Every running instance (optionally only the InstanceIds filter's) as a registered, Online agent."""
+    wanted: set[str] = set()
+    for f in self._get_param("Filters") or []:
+        if f.get("Key") == "InstanceIds":
+            wanted.update(f.get("Values") or [])
+    ec2 = ec2_backends[self.current_account][self.region]
+    found = [
+        {"InstanceId": i.id, "PingStatus": "Online", "ResourceType": "EC2Instance", "PlatformType": "Linux"}
+        for reservation in ec2.reservations.values()
+        for i in reservation.instances
+        if i.state == "running" and (not wanted or i.id in wanted)
+    ]
+    return ActionResult({"InstanceInformationList": found})
+
+
+SimpleSystemManagerResponse.describe_instance_information = describe_instance_information  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     from moto.server import main

@@ -8,6 +8,10 @@ emulator does are played here, openly:
 - the SSM agent: when the Lambda asks for a command's result, the command it
   sent is read back from the emulator and run on the test host over SSH, and
   its real exit code and output become the invocation's result;
+- the Session Manager tunnel: Ansible finds the instance through the product's
+  dynamic inventory and connects through its ProxyCommand, whose command alone
+  is swapped (``ST_TUNNEL_COMMAND``) for ``devtools/tunnel.py``, which carries
+  the SSH connection to the test host;
 - cron and EventBridge firing: the jobs run now, with the command line, user
   and environment from the host's crontab; the handlers are invoked with the
   scheduled event EventBridge would send.
@@ -321,9 +325,9 @@ def notifications(queue_url: str) -> list[dict[str, str]]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def crontab_jobs(host: Host) -> dict[str, str]:
-    """ec2-user's cron jobs by name: the exact line cron would run (environment lines included)."""
-    text = host.sh("crontab -l").stdout
+def parse_crontab(text: str) -> dict[str, str]:
+    """Cron jobs by name from ``crontab -l``: the exact command cron would run (``__env__``: its
+    environment lines)."""
     env_lines: list[str] = []
     jobs: dict[str, str] = {}
     name = None
@@ -342,17 +346,27 @@ def crontab_jobs(host: Host) -> dict[str, str]:
     return jobs
 
 
-def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
-    """Run a job as cron does: as ec2-user, /bin/sh, cron's minimal environment plus the crontab's."""
+def crontab_jobs(host: Host) -> dict[str, str]:
+    """ec2-user's cron jobs by name: the exact line cron would run (environment lines included)."""
+    return parse_crontab(host.sh("crontab -l").stdout)
+
+
+def cron_command(jobs: dict[str, str], name: str, user: str = "ec2-user") -> str:
+    """A shell command that runs job ``name`` as cron does: /bin/sh, cron's minimal environment plus the
+    crontab's own lines. Run it as ``user``."""
     name = next((k for k in jobs if k == name or k.endswith(f"-{name}")), name)  # roles prefix the stack
     if name not in jobs:
-        raise DayFailed(f"no cron job named {name!r} in ec2-user's crontab (have: {sorted(jobs)})")
+        raise DayFailed(f"no cron job named {name!r} in {user}'s crontab (have: {sorted(jobs)})")
     exports = "".join(f"export {ln.split('=', 1)[0]}={shlex.quote(ln.split('=', 1)[1])}; "
                       for ln in jobs["__env__"].splitlines())
     script = f"{exports}{jobs[name]}"
-    cmd = (f"env -i HOME=/home/ec2-user LOGNAME=ec2-user USER=ec2-user SHELL=/bin/sh PATH=/usr/bin:/bin "
-           f"/bin/sh -c {shlex.quote(script)}")
-    return host.sh(cmd, check=False, log=log)
+    return (f"env -i HOME=/home/{user} LOGNAME={user} USER={user} SHELL=/bin/sh PATH=/usr/bin:/bin "
+            f"/bin/sh -c {shlex.quote(script)}")
+
+
+def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
+    """Run a job as cron does, as ec2-user."""
+    return host.sh(cron_command(jobs, name), check=False, log=log)
 
 
 # --------------------------------------------------------------------------- wheels
@@ -391,6 +405,35 @@ def tool_wheelhouse(log: Path | None = None) -> Path:
     return _download_wheels(list(defaults["workspace_sync_tool_packages"]), WHEEL_CACHE / "host-tools", log)
 
 
+# --------------------------------------------------------------------------- reaching the host
+
+
+def tunnel_env(targets: dict[str, str], key: str) -> dict[str, str]:
+    """What the local world changes for Ansible: the tunnel's command, and nothing else of the path.
+
+    The dynamic inventory still finds the instance in the emulator and still
+    connects through its ProxyCommand; ``devtools/tunnel.py`` carries the
+    connection to the test host instead of Session Manager. The key is the
+    test host's own, and host keys of these throwaway hosts (a benchmark maps
+    one instance to two hosts in turn) are not remembered in root's known_hosts.
+    """
+    return {
+        "ST_TUNNEL_COMMAND": f"{sys.executable} {ROOT / 'devtools' / 'tunnel.py'}",
+        "ST_TUNNEL_TARGETS": ",".join(f"{k}={v}" for k, v in targets.items()),
+        "ST_SSH_KEY": key,
+        "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null",
+    }
+
+
+def inventory_host(env: dict[str, str], log: Path) -> str:
+    """The one host the product's dynamic inventory finds (DayFailed otherwise)."""
+    graph = run([str(BIN / "ansible-inventory"), "--graph"], env=env, log=log)
+    names = sorted({ln.split("--")[-1].strip() for ln in graph.stdout.splitlines() if "--" in ln and "@" not in ln})
+    if len(names) != 1:
+        raise DayFailed(f"expected one host in the inventory, found {names}:\n{graph.stdout}")
+    return names[0]
+
+
 # --------------------------------------------------------------------------- the whole flow
 
 
@@ -410,7 +453,8 @@ class Day:
         self.server: localaws.MotoServer | None = None
         self.stack: Stack | None = None
         self.agent: SsmAgent | None = None
-        self.host_vars: Path | None = None
+        self.tunnel_targets: dict[str, str] = {}
+        self.ssh_key: str | None = None  # the test host's own key unless another host is mapped
         self._saved_env = dict(os.environ)
         self.config = self.write_config()
         self.last_day: date | None = None
@@ -432,6 +476,7 @@ class Day:
         env["ST_STACK_CONFIG"] = str(self.config)
         # ansible.cfg caches facts by inventory name for an hour; each day's test host is new.
         env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(self.workdir / "ansible-facts")
+        env.update(tunnel_env(self.tunnel_targets, self.ssh_key or (self.host.key if self.host else "")))
         return env
 
     def write_config(self) -> Path:
@@ -459,7 +504,8 @@ class Day:
 
     # -- setting up
 
-    def bring_up(self) -> None:
+    def boot(self) -> None:
+        """The test host (with what an instance profile gives an instance) and the emulator."""
         r = self.report
         with r.step("boot the test host (Debian 11, stands in for EC2)", look="tests/hosts/testhost ssh "
                     f"{self.host_name}") as st:
@@ -475,6 +521,10 @@ class Day:
             os.environ.update(self.server.env())
             os.environ["s3_bucket_suffix"] = self.suffix
             st.detail = f"{self.server.endpoint} (the host reaches it there too)"
+
+    def bring_up(self) -> None:
+        self.boot()
+        r = self.report
         with r.step("provision up --yes", look=str(self.log("provision"))) as st:
             out = self.provision("up", "--yes")
             st.detail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "done"
@@ -482,24 +532,13 @@ class Day:
             if again.returncode != 0:
                 raise DayFailed(f"plan after up is not empty (exit {again.returncode}): {again.stdout[-500:]}")
         self.stack = self._read_stack()
-        with r.step("dynamic inventory finds the instance; map it to the test host",
-                    look="inventory/host_vars/") as st:
-            graph = run([str(BIN / "ansible-inventory"), "-i", "inventory/aws_ec2.yml", "--graph"],
-                        env=self.tool_env(), log=self.log("ansible"))
-            names = sorted({ln.split("--")[-1].strip() for ln in graph.stdout.splitlines()
-                            if "--" in ln and "@" not in ln})
-            if len(names) != 1:
-                raise DayFailed(f"expected one host in the inventory, found {names}:\n{graph.stdout}")
-            inventory_host = names[0]
-            self.host_vars = ROOT / "inventory" / "host_vars" / f"{inventory_host}.yml"
-            self.host_vars.parent.mkdir(exist_ok=True)
+        with r.step("dynamic inventory finds the instance; the tunnel stand-in carries SSH to the test host",
+                    look="devtools/tunnel.py") as st:
             assert self.host is not None
-            self.host_vars.write_text(
-                "# Written by devtools/tradingday.py: maps the emulator's instance to the local test host.\n"
-                f"ansible_host: {self.host.ip}\nansible_ssh_private_key_file: {self.host.key}\n"
-                "ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
-            st.detail = f"{inventory_host} -> {self.host.ip}"
-        with r.step("ansible-playbook playbooks/site.yml", look=str(self.log("ansible"))) as st:
+            instance_id = self.stack.functions["start"]["ST_INSTANCE_ID"]
+            self.tunnel_targets = {instance_id: self.host.ip}
+            st.detail = f"{inventory_host(self.tool_env(), self.log('ansible'))} ({instance_id}) -> {self.host.ip}"
+        with r.step("ansible-playbook site.yml", look=str(self.log("ansible"))) as st:
             st.detail = self.converge()
         with r.step("provision publish (code, requirements, wheelhouse, keys.json, token)",
                     look=str(self.log("provision"))) as st:
@@ -529,8 +568,8 @@ class Day:
             "workspace_sync_endpoint_url": self.server.endpoint_for(self.host.gateway),
             "workspace_sync_tool_wheelhouse": str(self.tool_wheelhouse()),
         }
-        out = run([str(BIN / "ansible-playbook"), "-i", "inventory/aws_ec2.yml", "playbooks/site.yml",
-                   "-e", json.dumps(extra)], env=self.tool_env(), log=self.log("ansible"))
+        out = run([str(BIN / "ansible-playbook"), "site.yml", "-e", json.dumps(extra)],
+                  env=self.tool_env(), log=self.log("ansible"))
         recap = [ln for ln in out.stdout.splitlines() if "ok=" in ln and "changed=" in ln]
         return recap[-1].split(":", 1)[-1].strip() if recap else "converged"
 
@@ -725,10 +764,6 @@ class Day:
     def tear_down(self) -> None:
         if self.agent is not None:
             self.agent.uninstall()
-        if self.host_vars is not None and self.host_vars.exists():
-            self.host_vars.unlink()
-            with contextlib.suppress(OSError):
-                self.host_vars.parent.rmdir()
         if self.server is not None:
             self.server.stop()
         if self.host is not None:

@@ -1,0 +1,38 @@
+"""`make aws-check` run against the local world (needs root): the chain a user with an AWS account runs,
+here with only the emulator's gaps substituted, each named in its output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devtools.awscheck import LocalWorld
+
+pytestmark = [pytest.mark.root, pytest.mark.testhost]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_whole_chain_runs_and_everything_is_removed(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "devtools.awscheck", "--local", "--yes", "--workdir",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    for substitution in LocalWorld.substitutions:
+        assert f"substitution: {substitution}" in out
+    steps = ["provision up --yes; provision key", "provision start --wait-ready; ansible-playbook site.yml",
+             "provision publish", 'with {"force": true} (Lambda API)', "cron job pre-market-setup once",
+             "cron job trading once", "(end of day, then stop)", "trade logs and ledger are in the bucket",
+             "provision down --yes --delete-bucket --force --release-ip"]
+    at = [out.find(s) for s in steps]
+    assert -1 not in at and at == sorted(at), list(zip(steps, at))
+    assert "aws-check: the whole chain works on the local world" in out
+    assert out.count("ok in ") >= len(steps)
+    # The cost estimate and the plan came before anything was made.
+    assert out.find("Cost of this check: about $") < out.find("provision up --yes")
+    # Everything it made was removed: the down step's own output says so.
+    provision_log = (tmp_path / "provision.log").read_text()
+    assert "Stack stcheck-" in provision_log and "removed" in provision_log
