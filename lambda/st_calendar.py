@@ -1,4 +1,9 @@
-"""The trading-day gate: is a given exchange-local date a trading day?
+"""The trading-day rule: which exchange-local dates trade, which are skipped, and why.
+
+The one place the rule is written. The start function's calendar gate runs
+it from its zip; ``provision`` imports this same file (``provision/rules.py``)
+for ``status`` (the next start and stop), ``cost`` (trading days in a year)
+and the config export (the weekdays the host's cron jobs run on).
 
 Reads ``calendar.json`` (docs/CONTRACTS.md), which ``provision`` computes at
 deploy time and ships at the root of the function's zip. Order of the rules:
@@ -16,13 +21,16 @@ deploy time and ships at the root of the function's zip. Order of the rules:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Weekdays as the stack config writes them; index = date.weekday().
+WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
 
 class CalendarError(ValueError):
@@ -144,3 +152,24 @@ class TradingCalendar:
                          "Redeploy with a newer calendar."),
             )
         return Decision(day, True, "trading-day")
+
+    def days(self, first: date, last: date) -> Iterator[Decision]:
+        """The decision for every date from ``first`` to ``last``, both included."""
+        day = first
+        while day <= last:
+            yield self.decide(day)
+            day += timedelta(days=1)
+
+    def next_open(self, first: date, within_days: int = 400) -> tuple[Decision, list[Decision]]:
+        """The first trading day from ``first`` on, and the holidays passed over before it."""
+        skipped: list[Decision] = []
+        for decision in self.days(first, first + timedelta(days=within_days)):
+            if decision.open:
+                return decision, skipped
+            if decision.reason == "holiday":
+                skipped.append(decision)
+        raise CalendarError(f"no trading day in the {within_days} days from {first.isoformat()}")
+
+    def trading_weekdays(self) -> list[int]:
+        """Every weekday (0 = Monday) a trading day can fall on: the weekdays and the special sessions'."""
+        return sorted(set(self.weekdays) | {d.weekday() for d in self.special_sessions})

@@ -24,15 +24,13 @@ from botocore.exceptions import (
     WaiterError,
 )
 
-from provision import access, doctor, lambda_package, network, operate, stack
+from provision import access, doctor, network, operate, rules, stack
 from provision import config as config_mod
 from provision.aws import Clients, error_code, error_message
-from provision.cron import next_run
 from provision.engine import Context, Plan
 from provision.errors import ConfigError, ProvisionError
 from provision.instance import find_address, find_instance
 from provision.keypair import find_key_pair, key_name, parameter_name, read_private_key
-from provision.schedule import rule_weekdays
 
 ClientsFactory = Callable[[str], Clients]
 #: The stack config's path when --config is not given (the playbooks and the inventory read it too).
@@ -126,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument(
         "--eod", action="store_true", help="run the end-of-day routine (closure, upload) first, as at 15:40"
     )
+    config = sub.add_parser(
+        "config", parents=[common],
+        help="the checked config with defaults and derived values (what the playbooks read; no AWS call)",
+    )
+    config.add_argument("--json", action="store_true", help="one JSON document (the playbooks' input)")
     sub.add_parser(
         "doctor", parents=[common], help="check this machine can operate the stack, and say how to fix what is missing"
     )
@@ -333,9 +336,9 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     data = _outputs(ctx)
     s = cfg.schedule
     now = dt.datetime.now(dt.timezone.utc)
-    calendar = lambda_package.calendar_for(cfg, ctx.options.get("calendar_builder"))
-    start, skipped = _next_trading(s.start, cfg, calendar, now)
-    stop, _ = _next_trading(s.stop, cfg, calendar, now)
+    calendar = rules.calendar(cfg, builder=ctx.options.get("calendar_builder"))
+    start, skipped = next_run(calendar, s.start, now)
+    stop, _ = next_run(calendar, s.stop, now)
     o.line(f"stack       {ctx.stack} ({cfg.stack.region})")
     instance = data["instance_id"] or "- (not created; run up)"
     o.line(f"instance    {instance}  {data['instance_state'] or ''}".rstrip())
@@ -343,29 +346,25 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     o.line(f"public ip   {data['public_ip'] or '-'}  {ip_kind if data['public_ip'] else ''}".rstrip())
     o.line(f"next start  {start:%a %Y-%m-%d %H:%M} {s.timezone}")
     o.line(f"next stop   {stop:%a %Y-%m-%d %H:%M} {s.timezone}")
-    for day, name in skipped:
-        o.line(f"            {day} skipped: {name} (exchange holiday)")
+    for day in skipped:
+        o.line(f"            {day.day.isoformat()} skipped: {day.name} (exchange holiday)")
     if data["instance_id"]:
         for line in _last_commands(ctx, data["instance_id"]):
             o.line(line)
     return 0
 
 
-def _next_trading(local: str, cfg: config_mod.Config, calendar: dict[str, Any],
-                  now: dt.datetime) -> tuple[dt.datetime, list[tuple[str, str]]]:
-    """The next run at ``local`` on a trading day of ``calendar``, and the holidays passed over."""
-    holidays = calendar.get("holidays", {})
-    sessions = calendar.get("special_sessions", {})
-    skipped: list[tuple[str, str]] = []
-    when = now
-    for _ in range(60):
-        when = next_run(local, rule_weekdays(cfg), cfg.schedule.timezone, when)
-        day = when.date().isoformat()
-        if day in sessions or (when.weekday() in calendar.get("weekdays", range(7)) and day not in holidays):
-            return when, skipped
-        if day in holidays:
-            skipped.append((day, str(holidays[day])))
-    return when, skipped
+def next_run(calendar: Any, local: str, now: dt.datetime) -> tuple[dt.datetime, list[Any]]:
+    """The next ``local`` time (exchange-local ``HH:MM``) on a trading day of the rule after ``now``,
+    and the holidays passed over before it."""
+    zone = calendar.zone
+    today = now.astimezone(zone).date()
+    h, m = (int(x) for x in local.split(":"))
+    first = today
+    if dt.datetime.combine(today, dt.time(h, m), zone) <= now:
+        first = today + dt.timedelta(days=1)
+    decision, skipped = calendar.next_open(first)
+    return dt.datetime.combine(decision.day, dt.time(h, m), zone), skipped
 
 
 def _last_commands(ctx: Context, instance_id: str) -> list[str]:
@@ -546,6 +545,25 @@ def _print_result(o: _Out, result: dict[str, Any]) -> None:
            + (f"Notified: {result['subject']}" if result.get("notified") else "No notification was sent."))
 
 
+def cmd_config(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
+    from provision.export import export
+
+    data = export(ctx.cfg, builder=ctx.options.get("calendar_builder"))
+    if args.json:
+        o.line(json.dumps(data, indent=1, sort_keys=True))
+        return 0
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k in sorted(value):
+                walk(value[k], f"{path}.{k}" if path else k)
+        else:
+            o.line(f"{path} = {json.dumps(value)}")
+
+    walk(data, "")
+    return 0
+
+
 def cmd_doctor(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
     found = doctor.checks(ctx)
     for line in doctor.render(ctx, found):
@@ -579,6 +597,7 @@ COMMANDS: dict[str, Handler] = {
     "cost": cmd_cost,
     "start": cmd_start,
     "stop": cmd_stop,
+    "config": cmd_config,
     "doctor": cmd_doctor,
     "tunnel": cmd_tunnel,
 }

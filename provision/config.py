@@ -1,13 +1,13 @@
-"""Load and validate the stack config (``stack.yml``; reference: docs/CONFIG.md).
+"""The stack config (``stack.yml``): every key declared once, with its type, default, checks and messages.
 
-:func:`load` reads the YAML, checks every key and collects *every* problem,
-each with its key path and the fix, then raises one :class:`ConfigError`; only
-a config without problems becomes a frozen :class:`Config`. Nothing here talks
-to AWS, so a bad config never causes an AWS call.
+Reference: docs/CONFIG.md (a test keeps its tables and this schema in
+agreement). :func:`load` reads the YAML, checks every key with
+:mod:`provision.schema` and collects *every* problem, each with its key path
+and the fix, then raises one :class:`ConfigError`; only a config without
+problems becomes a frozen :class:`Config`. Nothing here talks to AWS.
 
-Other modules import :func:`bucket_name` for the bucket's full name
-(``bucket.name`` plus the ``s3_bucket_suffix`` / ``S3_BUCKET_SUFFIX``
-environment variable, as in the original project).
+To add a key: declare it in its section below (checks, default, message),
+use it where it is needed, and add its row to docs/CONFIG.md.
 """
 
 from __future__ import annotations
@@ -26,8 +26,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from provision.errors import ConfigError
+from provision.rules import WEEKDAYS
+from provision.schema import (
+    Context,
+    Problem,
+    Problems,
+    boolean,
+    build,
+    date,
+    each,
+    hhmm,
+    key,
+    nested,
+    read_section,
+    records,
+    relpath,
+    spec,
+    string,
+    text,
+    unknown,
+    whole,
+)
 
-WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 ARCHITECTURES = ("x86_64", "arm64")
 #: How the operator reaches the host: Session Manager (no inbound rule) or SSH from ``ssh_ingress``.
 ACCESS_MODES = ("ssm", "ssh")
@@ -35,120 +55,424 @@ ACCESS_MODES = ("ssm", "ssh")
 AUTO_INGRESS = "auto"
 SUFFIX_ENV_VARS = ("s3_bucket_suffix", "S3_BUCKET_SUFFIX")
 DEFAULT_CONFIG = "stack.yml"
+AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-_INSTANCE_TYPE = re.compile(r"^([a-z][a-z0-9-]*)\.([a-z0-9]+)$")
-_ARM_FAMILY = re.compile(r"^(a1|[a-z]+\d+g[a-z]*)$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_SSM_PARAM = re.compile(r"^/[A-Za-z0-9_./-]+$")
+
+# --------------------------------------------------------------------------- checks of single keys
+
+
+def matches(pattern: str, message: str) -> Any:
+    """The value matches ``pattern``; ``message`` (with ``{value!r}``) says what it should be."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any, ctx: Context) -> Any:
+        if not compiled.match(value):
+            raise Problem(message.format(value=value))
+        return value
+
+    return check
+
+
+def one_of(options: tuple[str, ...], message: str) -> Any:
+    def check(value: Any, ctx: Context) -> Any:
+        if value not in options:
+            raise Problem(message.format(value=value, options=", ".join(options)))
+        return value
+
+    return check
+
+
+@functools.lru_cache(maxsize=1)
+def _known_regions() -> frozenset[str]:
+    import boto3
+
+    session = boto3.Session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return frozenset(regions)
+
+
+def aws_region(value: str, ctx: Context) -> str:
+    if not re.match(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$", value) or value not in _known_regions():
+        raise Problem(f"{value!r} is not an AWS region name, e.g. ap-south-1 (Mumbai)")
+    return value
+
+
+def full_bucket_name(value: str, ctx: Context) -> str:
+    suffixes = {v: ctx.env[v] for v in SUFFIX_ENV_VARS if ctx.env.get(v)}
+    if len(set(suffixes.values())) > 1:
+        raise Problem("the environment variables s3_bucket_suffix and S3_BUCKET_SUFFIX disagree "
+                      f"({suffixes['s3_bucket_suffix']!r} vs {suffixes['S3_BUCKET_SUFFIX']!r}); unset one of them")
+    suffix = bucket_suffix(ctx.env)
+    full = value + suffix
+    shown = f"{full!r} (bucket.name {value!r} + suffix {suffix!r} from the environment)" if suffix else repr(full)
+    found = bucket_name_problems(full)
+    if found:
+        raise Problem("", [("", f"{shown} {problem}") for problem in found])
+    return value
+
+
+def prefix(value: Any, ctx: Context) -> str:
+    value = string(value, ctx)
+    if not re.match(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", value):
+        raise Problem(f"{value!r} must be a relative key prefix ending in '/', e.g. 'logs/'")
+    return value
+
+
+def iana_zone(value: str, ctx: Context) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Problem(f"{value!r} is not an IANA time zone name, e.g. Asia/Kolkata") from None
+    if fixed_offset(value, ctx.today) is None:
+        raise Problem(f"{value!r} changes its UTC offset during the year (daylight saving time); EventBridge cron "
+                      "rules are in UTC and would drift by an hour, so such zones are refused. Use the exchange's "
+                      "fixed-offset zone, e.g. Asia/Kolkata")
+    return value
+
+
+def weekday(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str) or value not in WEEKDAYS:
+        raise Problem(f"{value!r} is not one of {', '.join(WEEKDAYS)}")
+    return value
+
+
+def distinct(what: str) -> Any:
+    """No item twice (after the item checks): ``'<item> is listed twice'`` at the second one."""
+
+    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
+        seen: list[Any] = []
+        items = []
+        for idx, v in enumerate(values):
+            if v in seen:
+                items.append((f"[{idx}]", f"{v} is listed twice"))
+            seen.append(v)
+        if items:
+            raise Problem("", items)
+        return values
+
+    return check
+
+
+def not_empty(message: str) -> Any:
+    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
+        if not values:
+            raise Problem(message)
+        return values
+
+    return check
+
+
+@functools.lru_cache(maxsize=1)
+def _supported_exchanges() -> frozenset[str]:
+    import holidays
+
+    return frozenset(str(k) for k in holidays.list_supported_financial())
+
+
+def exchange(value: str, ctx: Context) -> str:
+    if value not in _supported_exchanges():
+        raise Problem(f"{value!r} is not a market code the holidays package knows, e.g. XNSE (NSE)")
+    return value
+
+
+def cidr(lo: int, hi: int) -> Any:
+    def check(value: Any, ctx: Context) -> str:
+        return str(_network(value, lo, hi))
+
+    return check
+
+
+def _network(value: Any, lo: int, hi: int) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise Problem(f'must be an IPv4 CIDR string like "10.42.0.0/16", got {value!r}')
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise Problem(f'{value!r} is not an IPv4 CIDR, e.g. "10.42.0.0/16" or "203.0.113.7/32"') from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise Problem(f"{value!r} is IPv6; only IPv4 CIDRs are supported here")
+    if "/" not in value:
+        raise Problem(f'{value!r} has no prefix length; write it as "{value}/32"')
+    if str(net) != value:
+        raise Problem(f'{value!r} has host bits set; did you mean "{net}"?')
+    if not lo <= net.prefixlen <= hi:
+        raise Problem(f"{value!r}: the prefix length must be /{lo} to /{hi}")
+    return net
+
+
+def ingress_item(value: Any, ctx: Context) -> str:
+    if value == AUTO_INGRESS:
+        return AUTO_INGRESS
+    net = _network(value, 0, 32)
+    if net.prefixlen == 0:
+        raise Problem("0.0.0.0/0 would open SSH to the whole internet; list your own address as a /32, "
+                      "e.g. 203.0.113.7/32, or use auto (your current address, looked up at plan/up time)")
+    return str(net)
+
+
+def ingress_list(value: Any, ctx: Context) -> Any:
+    return [AUTO_INGRESS] if value == AUTO_INGRESS else value
+
+
+def absolute_path(value: str, ctx: Context) -> str:
+    if not value.startswith("/") or ".." in Path(value).parts or value.rstrip("/") == "":
+        raise Problem(f"{value!r} must be an absolute path without '..', e.g. /home/ec2-user/projects/SimpleTrader")
+    return value
+
+
+def _minutes(hhmm_text: str) -> int:
+    h, m = hhmm_text.split(":")
+    return int(h) * 60 + int(m)
+
+
+# --------------------------------------------------------------------------- the sections
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    name: str
-    region: str
+    name: str = key(string, matches(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$",
+                                    "{value!r} must be 2-30 lowercase letters, digits or '-', starting with a "
+                                    "letter (it prefixes every resource name)"))
+    region: str = key(string, aws_region)
 
 
 @dataclass(frozen=True)
 class Prefixes:
-    deploy: str = "deploy/"
-    secrets: str = "secrets/"
-    logs: str = "logs/"
-    ledger: str = "ledger/"
+    deploy: str = key(prefix, default="deploy/")
+    secrets: str = key(prefix, default="secrets/")
+    logs: str = key(prefix, default="logs/")
+    ledger: str = key(prefix, default="ledger/")
 
     def as_dict(self) -> dict[str, str]:
         return {"deploy": self.deploy, "secrets": self.secrets, "logs": self.logs, "ledger": self.ledger}
 
+    @staticmethod
+    def separate(values: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        found = []
+        given = [v for v in values.values() if v is not None]
+        for pos, a in enumerate(given):
+            for other in given[pos + 1:]:
+                if a.startswith(other) or other.startswith(a):
+                    found.append(("", f"{a!r} and {other!r} overlap; each prefix must be separate "
+                                      "(the instance role's access is granted per prefix)"))
+        return found
+
+    CROSS_CHECKS = (separate,)
+
 
 @dataclass(frozen=True)
 class BucketConfig:
-    name: str
-    prefixes: Prefixes
+    name: str = key(string, full_bucket_name)
+    prefixes: Prefixes = key(nested(Prefixes), default=None, doc_default="the four defaults below")
+
+
+def _graviton(instance_type: str) -> bool:
+    family = instance_type.split(".", 1)[0]
+    return bool(re.match(r"^(a1|[a-z]+\d+g[a-z]*)$", family))
 
 
 @dataclass(frozen=True)
 class InstanceConfig:
-    type: str
-    architecture: str
-    ami_ssm_parameter: str
-    root_volume_gb: int
-    static_ip: bool
+    type: str = key(string, matches(r"^([a-z][a-z0-9-]*)\.([a-z0-9]+)$",
+                                    "{value!r} is not an EC2 instance type, e.g. t3.small or t4g.small"))
+    architecture: str = key(string, one_of(ARCHITECTURES, "{value!r} must be one of {options}"))
+    ami_ssm_parameter: str = key(
+        string, matches(r"^/[A-Za-z0-9_./-]+$", "{value!r} must be an SSM parameter name starting with '/'"),
+        default_from=lambda v: AMI_PARAMETER.format(arch=v.get("architecture") or "x86_64"),
+        doc_default="`" + AMI_PARAMETER.format(arch="<architecture>") + "`")
+    root_volume_gb: int = key(whole(8, 16384), default=16)
+    static_ip: bool = key(boolean, default=True)
+
+    @staticmethod
+    def type_fits_architecture(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        itype, arch = v["type"], v["architecture"]
+        if itype is None or arch is None:
+            return []
+        if _graviton(itype) and arch != "arm64":
+            return [("type", f"{itype!r} is a Graviton (arm64) type but instance.architecture is {arch}; use an "
+                             "x86_64 type such as t3.small, or set architecture: arm64")]
+        if not _graviton(itype) and arch == "arm64":
+            return [("type", f"{itype!r} is not an arm64 type; use a Graviton type such as t4g.small, or set "
+                             "architecture: x86_64")]
+        return []
+
+    @staticmethod
+    def image_fits_architecture(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        param, arch = v["ami_ssm_parameter"], v["architecture"]
+        if param is None or arch is None:
+            return []
+        other = "arm64" if arch == "x86_64" else "x86_64"
+        if other in param:
+            return [("ami_ssm_parameter", f"{param!r} names an {other} image but instance.architecture is {arch}; "
+                                          f"use the {arch} parameter, e.g. {AMI_PARAMETER.format(arch=arch)}")]
+        return []
+
+    CROSS_CHECKS = (type_fits_architecture, image_fits_architecture)
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    vpc_cidr: str
-    subnet_cidr: str
-    ssh_ingress: tuple[str, ...]
-    access: str = "ssm"  # one of ACCESS_MODES
+    vpc_cidr: str = key(cidr(16, 28))
+    subnet_cidr: str = key(cidr(16, 28))
+    access: str = key(one_of(ACCESS_MODES, "{value!r} must be ssm (Session Manager, no open port) or ssh (port 22 "
+                                           "from network.ssh_ingress)"), default="ssm")
+    ssh_ingress: tuple[str, ...] = key(ingress_list, each(ingress_item), distinct("CIDR"), default=())
 
     @property
     def auto_ingress(self) -> bool:
         """``ssh_ingress`` names the operator's current public address (looked up at plan/up time)."""
         return AUTO_INGRESS in self.ssh_ingress
 
+    @staticmethod
+    def subnet_inside(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        if v["vpc_cidr"] is None or v["subnet_cidr"] is None:
+            return []
+        vpc, subnet = ipaddress.ip_network(v["vpc_cidr"]), ipaddress.ip_network(v["subnet_cidr"])
+        if subnet.subnet_of(vpc):  # type: ignore[arg-type]
+            return []
+        example = next(vpc.subnets(new_prefix=min(vpc.prefixlen + 8, 28)))
+        return [("subnet_cidr", f"{subnet} is not inside network.vpc_cidr {vpc}; pick a subnet of it, e.g. {example}")]
+
+    @staticmethod
+    def ingress_fits_access(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        access, ingress = v["access"], v["ssh_ingress"]
+        if access == "ssm" and ingress:
+            return [("ssh_ingress", "opens port 22, but network.access is ssm (Session Manager, no inbound rule); "
+                                    "set network.access: ssh to reach the host by SSH from these addresses, or "
+                                    "remove them")]
+        if access == "ssh" and ingress == ():
+            return [("ssh_ingress", "is empty, but network.access is ssh: nothing could reach the host; list your "
+                                    'address as a /32 (e.g. ["203.0.113.7/32"]), use auto (your current address), '
+                                    "or set network.access: ssm")]
+        return []
+
+    CROSS_CHECKS = (subnet_inside, ingress_fits_access)
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    timezone: str
-    start: str
-    stop: str
-    weekdays: tuple[str, ...]
-    agent_wait_seconds: int = 300
-    command_timeout_seconds: int = 600
+    timezone: str = key(string, iana_zone)
+    start: str = key(hhmm)
+    stop: str = key(hhmm)
+    weekdays: tuple[str, ...] = key(
+        each(weekday), distinct("weekday"),
+        not_empty("is empty; list the trading weekdays, e.g. [MON, TUE, WED, THU, FRI]"),
+        default=["MON", "TUE", "WED", "THU", "FRI"], doc_default="`[MON, TUE, WED, THU, FRI]`")
+    agent_wait_seconds: int = key(whole(10, 840), default=300)
+    command_timeout_seconds: int = key(whole(30, 880), default=600)
+
+    @staticmethod
+    def stop_after_start(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        start, stop = v["start"], v["stop"]
+        if start and stop and _minutes(start) >= _minutes(stop):
+            return [("stop", f"{stop} is not after schedule.start {start}; both are exchange-local times on the "
+                             "same day")]
+        return []
+
+    CROSS_CHECKS = (stop_after_start,)
 
 
 @dataclass(frozen=True)
 class SpecialSession:
-    date: str
-    name: str
+    date: str = key(date)
+    name: str = key(string)
 
 
 @dataclass(frozen=True)
 class CalendarConfig:
-    exchange: str
-    extra_holidays: tuple[str, ...]
-    special_sessions: tuple[SpecialSession, ...]
+    exchange: str = key(string, exchange)
+    extra_holidays: tuple[str, ...] = key(each(date), default=())
+    special_sessions: tuple[SpecialSession, ...] = key(
+        records(SpecialSession, '{date: "2026-11-08", name: "Muhurat trading"}'), default=())
 
 
 @dataclass(frozen=True)
 class HostConfig:
-    user: str
-    workdir: str
-    token_fresh_after: str
+    user: str = key(string, matches(r"^[a-z_][a-z0-9_-]{0,31}$", "{value!r} is not a Linux user name, e.g. ec2-user"))
+    workdir: str = key(string, absolute_path)
+    token_fresh_after: str = key(hhmm, default="06:00")
 
 
 @dataclass(frozen=True)
 class ArtifactsConfig:
     """Paths as written in the config; :meth:`Config.artifact_path` resolves them."""
 
-    code_dir: str
-    requirements: str
-    keys_file: str
-    token_file: str
+    code_dir: str = key(string)
+    requirements: str = key(string)
+    keys_file: str = key(string)
+    token_file: str = key(string)
+
+
+def within_schedule(value: str, ctx: Context) -> str:
+    """A job's time must fall strictly inside the host's running window."""
+    s = ctx.sections.get("schedule", {})
+    start, stop = s.get("start"), s.get("stop")
+    if start and stop and not _minutes(start) < _minutes(value) < _minutes(stop):
+        raise Problem(f"{value} is outside schedule.start {start} .. schedule.stop {stop}; the host is stopped then")
+    return value
 
 
 @dataclass(frozen=True)
 class CronJob:
-    name: str
-    time: str
-    script: str
+    name: str = key(string, matches(r"^[a-z0-9][a-z0-9-]{0,62}$",
+                                    "{value!r} must be lowercase letters, digits and '-' (it names the cron job)"))
+    time: str = key(hhmm, within_schedule)
+    script: str = key(string, relpath)
+
+
+def unique_names(jobs: tuple[CronJob, ...], ctx: Context) -> tuple[CronJob, ...]:
+    items, seen = [], set()
+    for idx, job in enumerate(jobs):
+        if job.name in seen:
+            items.append((f"[{idx}].name", f"{job.name!r} is used by another job; names must be unique"))
+        seen.add(job.name)
+    if items:
+        raise Problem("", items)
+    return jobs
+
+
+@dataclass(frozen=True)
+class Uploads:
+    trade_logs: str = key(string, relpath)
+    ledger: str = key(string, relpath)
 
 
 @dataclass(frozen=True)
 class EodConfig:
-    closure_script: str
-    uploads: Mapping[str, str]
+    closure_script: str = key(text, relpath, default="")
+    uploads: Uploads = key(nested(Uploads), default={"trade_logs": "trade_logs", "ledger": "ledger"},
+                           doc_default="`{trade_logs: trade_logs, ledger: ledger}`")
+
+
+def email(value: str, ctx: Context) -> str:
+    if value and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+        raise Problem(f'{value!r} is not an e-mail address; use "" for no e-mail')
+    return value
 
 
 @dataclass(frozen=True)
 class NotificationsConfig:
-    email: str
+    email: str = key(text, email, default="")
+
+
+#: The top level: each section, in the order they are checked (later ones may look at earlier ones).
+SECTIONS: dict[str, tuple[type | None, bool]] = {
+    # name: (section class, or None for the list of cron jobs; whether the section may be left out)
+    "stack": (StackConfig, False),
+    "bucket": (BucketConfig, False),
+    "instance": (InstanceConfig, False),
+    "network": (NetworkConfig, False),
+    "schedule": (ScheduleConfig, False),
+    "calendar": (CalendarConfig, False),
+    "host": (HostConfig, False),
+    "artifacts": (ArtifactsConfig, False),
+    "cron_jobs": (None, False),
+    "eod": (EodConfig, True),
+    "notifications": (NotificationsConfig, True),
+}
+CRON_JOBS = (records(CronJob, '{name: trading, time: "09:14", script: src/setup/setup.py}'), unique_names)
 
 
 @dataclass(frozen=True)
@@ -200,7 +524,7 @@ def bucket_name_problems(name: str) -> list[str]:
     problems = []
     if not 3 <= len(name) <= 63:
         problems.append(f"is {len(name)} characters long; S3 allows 3 to 63")
-    if not _BUCKET.match(name):
+    if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", name):
         problems.append(
             "must use only lowercase letters, digits, '.' and '-', and start and end with a letter or digit"
         )
@@ -240,7 +564,7 @@ def fixed_offset(zone: str, today: dt.date | None = None) -> dt.timedelta | None
     return next(iter(offsets)) if len(offsets) == 1 else None
 
 
-# --------------------------------------------------------------------------- YAML
+# --------------------------------------------------------------------------- reading the file
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -250,582 +574,88 @@ class _StrictLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
+        name = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if name in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {name!r}", key_node.start_mark)
+        seen.add(name)
     return loader.construct_mapping(node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-# --------------------------------------------------------------------------- validation
-
-
-class _Checker:
-    """Walks the raw config, collects every problem as ``key.path: message``."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def problems_under(self, path: str) -> bool:
-        return any(p.startswith((f"{path}:", f"{path}[", f"{path}.")) for p in self.problems)
-
-    def section(self, raw: Mapping[str, Any], key: str, allowed: dict[str, bool]) -> dict[str, Any]:
-        """The mapping at ``raw[key]``; reports unknown and missing keys (``allowed``: key -> required)."""
-        value = raw.get(key)
-        if not isinstance(value, dict):
-            if key in raw:
-                self.add(key, f"must be a mapping with keys {', '.join(allowed)}")
-            else:
-                self.add(key, f"is missing; add a '{key}:' section (see docs/CONFIG.md)")
-            return {}
-        self.keys(key, value, allowed)
-        return value
-
-    def keys(self, path: str, value: Mapping[str, Any], allowed: dict[str, bool]) -> None:
-        for k in value:
-            if k not in allowed:
-                hint = _closest(str(k), list(allowed))
-                extra = f"; did you mean '{hint}'?" if hint else f"; known keys: {', '.join(allowed)}"
-                self.add(f"{path}.{k}", f"unknown key{extra}")
-        for k, required in allowed.items():
-            if required and k not in value:
-                self.add(f"{path}.{k}", "is missing (required; see docs/CONFIG.md)")
-
-    def string(self, path: str, value: Any, *, allow_empty: bool = False) -> str | None:
-        if value is None and allow_empty:
-            return ""
-        if not isinstance(value, str) or (not allow_empty and not value.strip()):
-            self.add(
-                path,
-                f"must be a non-empty string, got {value!r}"
-                if not allow_empty
-                else f"must be a string, got {value!r}",
-            )
-            return None
-        return value
-
-    def hhmm(self, path: str, value: Any) -> str | None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            # YAML 1.1 reads an unquoted 08:45 as the base-60 integer 525.
-            h, m = divmod(value, 60)
-            self.add(path, f'was read as the number {value}; quote the time: "{h:02d}:{m:02d}"')
-            return None
-        if not isinstance(value, str) or not _HHMM.match(value):
-            self.add(path, f'{value!r} is not a time in 24-hour HH:MM (two digits each), e.g. "08:45"')
-            return None
-        return value
-
-    def integer(self, path: str, value: Any, lo: int, hi: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            self.add(path, f"must be a whole number from {lo} to {hi}, got {value!r}")
-            return None
-        return value
-
-    def boolean(self, path: str, value: Any) -> bool | None:
-        if not isinstance(value, bool):
-            self.add(path, f"must be true or false, got {value!r}")
-            return None
-        return value
-
-    def date(self, path: str, value: Any) -> str | None:
-        if isinstance(value, dt.date):
-            return value.isoformat()
-        if re.match(r"^\d{4}-\d{2}-\d{2}$", str(value)):
-            try:
-                return dt.date.fromisoformat(str(value)).isoformat()
-            except ValueError:
-                pass
-        self.add(path, f'{value!r} is not a date in YYYY-MM-DD form, e.g. "2026-12-31"')
-        return None
-
-    def relpath(self, path: str, value: Any, *, allow_empty: bool = False) -> str | None:
-        s = self.string(path, value, allow_empty=allow_empty)
-        if s and (s.startswith("/") or ".." in Path(s).parts):
-            self.add(path, f"{s!r} must be a path relative to the workspace, without '..'")
-            return None
-        return s
-
-    def listing(self, path: str, value: Any) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.add(path, f"must be a list (use [] for none), got {value!r}")
-            return []
-        return value
-
-
-def _closest(word: str, options: list[str]) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-def _minutes(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    return int(h) * 60 + int(m)
-
-
-@functools.lru_cache(maxsize=1)
-def _known_regions() -> frozenset[str]:
-    import boto3
-
-    session = boto3.Session()
-    regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return frozenset(regions)
-
-
-@functools.lru_cache(maxsize=1)
-def _supported_exchanges() -> frozenset[str]:
-    import holidays
-
-    supported = holidays.list_supported_financial()
-    return frozenset(str(k) for k in supported)
-
-
-def validate(
-    raw: Any, path: Path, env: Mapping[str, str] | None = None, today: dt.date | None = None
-) -> Config:
-    """Validate a parsed config; raise :class:`ConfigError` with every problem, else return it frozen."""
-    env = os.environ if env is None else env
-    c = _Checker()
+def validate(raw: Any, path: Path, env: Mapping[str, str] | None = None, today: dt.date | None = None) -> Config:
+    """Check a parsed config; raise :class:`ConfigError` with every problem, else return it frozen."""
     if not isinstance(raw, dict):
         raise ConfigError(str(path), ["(top level): must be a mapping of sections (see docs/CONFIG.md)"])
-    sections = (
-        "stack",
-        "bucket",
-        "instance",
-        "network",
-        "schedule",
-        "calendar",
-        "host",
-        "artifacts",
-        "cron_jobs",
-        "eod",
-        "notifications",
-    )
-    for k in raw:
-        if k not in sections:
-            hint = _closest(str(k), list(sections))
-            c.add(
-                str(k),
-                f"unknown section; did you mean '{hint}'?"
-                if hint
-                else f"unknown section; known sections: {', '.join(sections)}",
-            )
-
-    # stack
-    s = c.section(raw, "stack", {"name": True, "region": True})
-    name = c.string("stack.name", s.get("name")) if "name" in s else None
-    if name and not _STACK_NAME.match(name):
-        c.add(
-            "stack.name",
-            f"{name!r} must be 2-30 lowercase letters, digits or '-', starting with a letter"
-            " (it prefixes every resource name)",
-        )
-        name = None
-    region = c.string("stack.region", s.get("region")) if "region" in s else None
-    if region and (not _REGION.match(region) or region not in _known_regions()):
-        c.add("stack.region", f"{region!r} is not an AWS region name, e.g. ap-south-1 (Mumbai)")
-        region = None
-
-    # bucket
-    b = c.section(raw, "bucket", {"name": True, "prefixes": False})
-    bname = c.string("bucket.name", b.get("name")) if "name" in b else None
-    suffixes = {v: env[v] for v in SUFFIX_ENV_VARS if env.get(v)}
-    if len(set(suffixes.values())) > 1:
-        c.add(
-            "bucket.name",
-            "the environment variables s3_bucket_suffix and S3_BUCKET_SUFFIX disagree "
-            f"({suffixes['s3_bucket_suffix']!r} vs {suffixes['S3_BUCKET_SUFFIX']!r}); unset one of them",
-        )
-    if bname:
-        full = bname + bucket_suffix(env)
-        shown = (
-            f"{full!r} (bucket.name {bname!r} + suffix {bucket_suffix(env)!r} from the environment)"
-            if bucket_suffix(env)
-            else repr(full)
-        )
-        for problem in bucket_name_problems(full):
-            c.add("bucket.name", f"{shown} {problem}")
-    prefixes = Prefixes()
-    raw_prefixes = b.get("prefixes", {})
-    if raw_prefixes is None:
-        raw_prefixes = {}
-    if not isinstance(raw_prefixes, dict):
-        c.add(
-            "bucket.prefixes", "must be a mapping of deploy, secrets, logs, ledger to prefixes like 'deploy/'"
-        )
-    else:
-        c.keys(
-            "bucket.prefixes",
-            raw_prefixes,
-            {"deploy": False, "secrets": False, "logs": False, "ledger": False},
-        )
-        values = prefixes.as_dict()
-        for k in values:
-            if k in raw_prefixes:
-                v = c.string(f"bucket.prefixes.{k}", raw_prefixes[k])
-                if v is not None and (not re.match(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", v)):
-                    c.add(
-                        f"bucket.prefixes.{k}",
-                        f"{v!r} must be a relative key prefix ending in '/', e.g. '{k}/'",
-                    )
-                elif v is not None:
-                    values[k] = v
-        vals = list(values.values())
-        for pos, a in enumerate(vals):
-            for other in vals[pos + 1 :]:
-                if a.startswith(other) or other.startswith(a):
-                    c.add(
-                        "bucket.prefixes",
-                        f"{a!r} and {other!r} overlap; each prefix must be separate "
-                        "(the instance role's access is granted per prefix)",
-                    )
-        prefixes = Prefixes(**values)
-
-    # instance
-    inst = c.section(
-        raw,
-        "instance",
-        {
-            "type": True,
-            "architecture": True,
-            "ami_ssm_parameter": False,
-            "root_volume_gb": False,
-            "static_ip": False,
-        },
-    )
-    arch = c.string("instance.architecture", inst.get("architecture")) if "architecture" in inst else None
-    if arch and arch not in ARCHITECTURES:
-        c.add("instance.architecture", f"{arch!r} must be one of {', '.join(ARCHITECTURES)}")
-        arch = None
-    itype = c.string("instance.type", inst.get("type")) if "type" in inst else None
-    if itype:
-        m = _INSTANCE_TYPE.match(itype)
-        if not m:
-            c.add("instance.type", f"{itype!r} is not an EC2 instance type, e.g. t3.small or t4g.small")
-        elif arch:
-            is_arm = bool(_ARM_FAMILY.match(m.group(1)))
-            if is_arm and arch != "arm64":
-                c.add(
-                    "instance.type",
-                    f"{itype!r} is a Graviton (arm64) type but instance.architecture is "
-                    f"{arch}; use an x86_64 type such as t3.small, or set architecture: arm64",
-                )
-            if not is_arm and arch == "arm64":
-                c.add(
-                    "instance.type",
-                    f"{itype!r} is not an arm64 type; use a Graviton type such as "
-                    "t4g.small, or set architecture: x86_64",
-                )
-    default_param = f"/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch or 'x86_64'}"
-    ami_param = c.string("instance.ami_ssm_parameter", inst.get("ami_ssm_parameter", default_param))
-    if ami_param:
-        if not _SSM_PARAM.match(ami_param):
-            c.add(
-                "instance.ami_ssm_parameter", f"{ami_param!r} must be an SSM parameter name starting with '/'"
-            )
-        elif arch:
-            other = "arm64" if arch == "x86_64" else "x86_64"
-            if other in ami_param:
-                c.add(
-                    "instance.ami_ssm_parameter",
-                    f"{ami_param!r} names an {other} image but "
-                    f"instance.architecture is {arch}; use the {arch} parameter, e.g. {default_param}",
-                )
-    volume = c.integer("instance.root_volume_gb", inst.get("root_volume_gb", 16), 8, 16384)
-    static_ip = c.boolean("instance.static_ip", inst.get("static_ip", True))
-
-    # network
-    n = c.section(
-        raw, "network", {"vpc_cidr": True, "subnet_cidr": True, "access": False, "ssh_ingress": False}
-    )
-    vpc = _cidr(c, "network.vpc_cidr", n.get("vpc_cidr"), 16, 28) if "vpc_cidr" in n else None
-    subnet = _cidr(c, "network.subnet_cidr", n.get("subnet_cidr"), 16, 28) if "subnet_cidr" in n else None
-    if vpc and subnet and not subnet.subnet_of(vpc):
-        c.add(
-            "network.subnet_cidr",
-            f"{subnet} is not inside network.vpc_cidr {vpc}; pick a subnet of it, "
-            f"e.g. {next(vpc.subnets(new_prefix=min(vpc.prefixlen + 8, 28)))}",
-        )
-    access = n.get("access", "ssm")
-    if access not in ACCESS_MODES:
-        c.add(
-            "network.access",
-            f"{access!r} must be ssm (Session Manager, no open port) or ssh (port 22 from network.ssh_ingress)",
-        )
-        access = None
-    ingress = _ingress(c, n.get("ssh_ingress"), access)
-
-    # schedule
-    sc = c.section(
-        raw,
-        "schedule",
-        {
-            "timezone": True,
-            "start": True,
-            "stop": True,
-            "weekdays": False,
-            "agent_wait_seconds": False,
-            "command_timeout_seconds": False,
-        },
-    )
-    tz = c.string("schedule.timezone", sc.get("timezone")) if "timezone" in sc else None
-    if tz:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            c.add("schedule.timezone", f"{tz!r} is not an IANA time zone name, e.g. Asia/Kolkata")
-            tz = None
-        else:
-            if fixed_offset(tz, today) is None:
-                c.add(
-                    "schedule.timezone",
-                    f"{tz!r} changes its UTC offset during the year (daylight saving "
-                    "time); EventBridge cron rules are in UTC and would drift by an hour, so such zones are "
-                    "refused. Use the exchange's fixed-offset zone, e.g. Asia/Kolkata",
-                )
-                tz = None
-    start = c.hhmm("schedule.start", sc.get("start")) if "start" in sc else None
-    stop = c.hhmm("schedule.stop", sc.get("stop")) if "stop" in sc else None
-    if start and stop and _minutes(start) >= _minutes(stop):
-        c.add(
-            "schedule.stop",
-            f"{stop} is not after schedule.start {start}; both are exchange-local times on the same day",
-        )
-    weekdays: list[str] = []
-    for idx, d in enumerate(c.listing("schedule.weekdays", sc.get("weekdays", list(WEEKDAYS[:5])))):
-        if not isinstance(d, str) or d not in WEEKDAYS:
-            c.add(f"schedule.weekdays[{idx}]", f"{d!r} is not one of {', '.join(WEEKDAYS)}")
-        elif d in weekdays:
-            c.add(f"schedule.weekdays[{idx}]", f"{d} is listed twice")
-        else:
-            weekdays.append(d)
-    if "weekdays" in sc and isinstance(sc.get("weekdays"), list) and not sc["weekdays"]:
-        c.add("schedule.weekdays", "is empty; list the trading weekdays, e.g. [MON, TUE, WED, THU, FRI]")
-    agent_wait = c.integer("schedule.agent_wait_seconds", sc.get("agent_wait_seconds", 300), 10, 840)
-    cmd_timeout = c.integer(
-        "schedule.command_timeout_seconds", sc.get("command_timeout_seconds", 600), 30, 880
-    )
-
-    # calendar
-    ca = c.section(raw, "calendar", {"exchange": True, "extra_holidays": False, "special_sessions": False})
-    exchange = c.string("calendar.exchange", ca.get("exchange")) if "exchange" in ca else None
-    if exchange and exchange not in _supported_exchanges():
-        c.add(
-            "calendar.exchange",
-            f"{exchange!r} is not a market code the holidays package knows, e.g. XNSE (NSE)",
-        )
-    extra: list[str] = []
-    for idx, d in enumerate(c.listing("calendar.extra_holidays", ca.get("extra_holidays"))):
-        v = c.date(f"calendar.extra_holidays[{idx}]", d)
-        if v:
-            extra.append(v)
-    sessions: list[SpecialSession] = []
-    for idx, item in enumerate(c.listing("calendar.special_sessions", ca.get("special_sessions"))):
-        p = f"calendar.special_sessions[{idx}]"
-        if not isinstance(item, dict):
-            c.add(p, 'must be a mapping like {date: "2026-11-08", name: "Muhurat trading"}')
+    ctx = Context(os.environ if env is None else env, today)
+    problems = Problems()
+    for where, message in unknown("", raw, list(SECTIONS), what="section"):
+        problems.add(where, message)
+    sections: dict[str, Any] = {}
+    for name, (cls, optional) in SECTIONS.items():
+        if cls is None:
+            sections[name] = _cron_jobs(raw.get(name), problems, ctx)
             continue
-        c.keys(p, item, {"date": True, "name": True})
-        sd = c.date(f"{p}.date", item.get("date")) if "date" in item else None
-        sn = c.string(f"{p}.name", item.get("name")) if "name" in item else None
-        if sd and sn:
-            sessions.append(SpecialSession(sd, sn))
-
-    # host
-    h = c.section(raw, "host", {"user": True, "workdir": True, "token_fresh_after": False})
-    user = c.string("host.user", h.get("user")) if "user" in h else None
-    if user and not _USER.match(user):
-        c.add("host.user", f"{user!r} is not a Linux user name, e.g. ec2-user")
-    workdir = c.string("host.workdir", h.get("workdir")) if "workdir" in h else None
-    if workdir and (not workdir.startswith("/") or ".." in Path(workdir).parts or workdir.rstrip("/") == ""):
-        c.add(
-            "host.workdir",
-            f"{workdir!r} must be an absolute path without '..', e.g. /home/ec2-user/projects/SimpleTrader",
-        )
-    fresh = c.hhmm("host.token_fresh_after", h.get("token_fresh_after", "06:00"))
-
-    # artifacts
-    arts = c.section(
-        raw, "artifacts", {"code_dir": True, "requirements": True, "keys_file": True, "token_file": True}
-    )
-    art = {
-        k: c.string(f"artifacts.{k}", arts.get(k)) if k in arts else None
-        for k in ("code_dir", "requirements", "keys_file", "token_file")
-    }
-
-    # cron jobs
-    jobs: list[CronJob] = []
-    names: set[str] = set()
-    for idx, job in enumerate(c.listing("cron_jobs", raw.get("cron_jobs"))):
-        p = f"cron_jobs[{idx}]"
-        if not isinstance(job, dict):
-            c.add(p, 'must be a mapping like {name: trading, time: "09:14", script: src/setup/setup.py}')
-            continue
-        c.keys(p, job, {"name": True, "time": True, "script": True})
-        jn = c.string(f"{p}.name", job.get("name")) if "name" in job else None
-        if jn and not _SLUG.match(jn):
-            c.add(f"{p}.name", f"{jn!r} must be lowercase letters, digits and '-' (it names the cron job)")
-            jn = None
-        if jn and jn in names:
-            c.add(f"{p}.name", f"{jn!r} is used by another job; names must be unique")
-        jt = c.hhmm(f"{p}.time", job.get("time")) if "time" in job else None
-        if jt and start and stop and not _minutes(start) < _minutes(jt) < _minutes(stop):
-            c.add(
-                f"{p}.time",
-                f"{jt} is outside schedule.start {start} .. schedule.stop {stop}; the host is stopped then",
-            )
-        js = c.relpath(f"{p}.script", job.get("script")) if "script" in job else None
-        if jn and jt and js:
-            names.add(jn)
-            jobs.append(CronJob(jn, jt, js))
-
-    # eod
-    eod_raw = raw.get("eod", {}) or {}
-    if not isinstance(eod_raw, dict):
-        c.add("eod", "must be a mapping with closure_script and uploads")
-        eod_raw = {}
-    c.keys("eod", eod_raw, {"closure_script": False, "uploads": False})
-    closure = c.relpath("eod.closure_script", eod_raw.get("closure_script", ""), allow_empty=True)
-    uploads_raw = eod_raw.get("uploads", {"trade_logs": "trade_logs", "ledger": "ledger"})
-    uploads: dict[str, str] = {}
-    if not isinstance(uploads_raw, dict):
-        c.add("eod.uploads", "must be a mapping with trade_logs and ledger")
-    else:
-        c.keys("eod.uploads", uploads_raw, {"trade_logs": True, "ledger": True})
-        for k in ("trade_logs", "ledger"):
-            if k in uploads_raw:
-                v = c.relpath(f"eod.uploads.{k}", uploads_raw[k])
-                if v:
-                    uploads[k] = v
-
-    # notifications
-    no = raw.get("notifications", {}) or {}
-    if not isinstance(no, dict):
-        c.add("notifications", "must be a mapping with email")
-        no = {}
-    c.keys("notifications", no, {"email": False})
-    email = c.string("notifications.email", no.get("email", ""), allow_empty=True)
-    if email and not _EMAIL.match(email):
-        c.add("notifications.email", f'{email!r} is not an e-mail address; use "" for no e-mail')
-
-    if c.problems:
-        raise ConfigError(str(path), c.problems)
-
-    def req(value: Any) -> Any:
-        assert value is not None  # every None above came with a problem
-        return value
-
-    return Config(
-        path=path,
-        stack=StackConfig(req(name), req(region)),
-        bucket=BucketConfig(req(bname), prefixes),
-        instance=InstanceConfig(req(itype), req(arch), req(ami_param), req(volume), req(static_ip)),
-        network=NetworkConfig(str(req(vpc)), str(req(subnet)), tuple(ingress), req(access)),
-        schedule=ScheduleConfig(
-            req(tz), req(start), req(stop), tuple(weekdays), req(agent_wait), req(cmd_timeout)
-        ),
-        calendar=CalendarConfig(req(exchange), tuple(extra), tuple(sessions)),
-        host=HostConfig(req(user), req(workdir), req(fresh)),
-        artifacts=ArtifactsConfig(**{k: req(v) for k, v in art.items()}),
-        cron_jobs=tuple(jobs),
-        eod=EodConfig(closure or "", dict(uploads)),
-        notifications=NotificationsConfig(email or ""),
-        raw=raw,
-    )
+        values = read_section(cls, raw.get(name), name, problems, ctx, optional=optional)
+        ctx.sections[name] = values
+        sections[name] = values
+    if problems.items:
+        raise ConfigError(str(path), problems.lines)
+    built = {name: sections[name] if cls is None else build(cls, sections[name])
+             for name, (cls, _) in SECTIONS.items()}
+    if built["bucket"].prefixes is None:
+        built["bucket"] = BucketConfig(built["bucket"].name, Prefixes())
+    return Config(path=path, raw=raw, **built)
 
 
-def _ingress(c: _Checker, value: Any, access: str | None) -> list[str]:
-    """``network.ssh_ingress``: CIDRs and/or ``auto``, which only ``access: ssh`` may use."""
-    items = [AUTO_INGRESS] if value == AUTO_INGRESS else c.listing("network.ssh_ingress", value)
-    ingress: list[str] = []
-    for idx, item in enumerate(items):
-        p = f"network.ssh_ingress[{idx}]"
-        if item == AUTO_INGRESS:
-            if AUTO_INGRESS in ingress:
-                c.add(p, "auto is listed twice")
-            else:
-                ingress.append(AUTO_INGRESS)
-            continue
-        net = _cidr(c, p, item, 0, 32)
-        if net is None:
-            continue
-        if net.prefixlen == 0:
-            c.add(
-                p,
-                "0.0.0.0/0 would open SSH to the whole internet; list your own address as a /32, "
-                "e.g. 203.0.113.7/32, or use auto (your current address, looked up at plan/up time)",
-            )
-            continue
-        if str(net) in ingress:
-            c.add(p, f"{net} is listed twice")
-            continue
-        ingress.append(str(net))
-    if access == "ssm" and ingress:
-        c.add(
-            "network.ssh_ingress",
-            "opens port 22, but network.access is ssm (Session Manager, no inbound rule); set "
-            "network.access: ssh to reach the host by SSH from these addresses, or remove them",
-        )
-    if access == "ssh" and not ingress and not c.problems_under("network.ssh_ingress"):
-        c.add(
-            "network.ssh_ingress",
-            "is empty, but network.access is ssh: nothing could reach the host; list your address as a "
-            '/32 (e.g. ["203.0.113.7/32"]), use auto (your current address), or set network.access: ssm',
-        )
-    return ingress
-
-
-def _cidr(c: _Checker, path: str, value: Any, lo: int, hi: int) -> ipaddress.IPv4Network | None:
-    if not isinstance(value, str):
-        c.add(path, f'must be an IPv4 CIDR string like "10.42.0.0/16", got {value!r}')
-        return None
+def _cron_jobs(value: Any, problems: Problems, ctx: Context) -> tuple[CronJob, ...]:
     try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        c.add(path, f'{value!r} is not an IPv4 CIDR, e.g. "10.42.0.0/16" or "203.0.113.7/32"')
-        return None
-    if not isinstance(net, ipaddress.IPv4Network):
-        c.add(path, f"{value!r} is IPv6; only IPv4 CIDRs are supported here")
-        return None
-    if "/" not in value:
-        c.add(path, f'{value!r} has no prefix length; write it as "{value}/32"')
-        return None
-    if str(net) != value:
-        c.add(path, f'{value!r} has host bits set; did you mean "{net}"?')
-        return None
-    if not lo <= net.prefixlen <= hi:
-        c.add(path, f"{value!r}: the prefix length must be /{lo} to /{hi}")
-        return None
-    return net
+        jobs = value
+        for check in CRON_JOBS:
+            jobs = check(jobs, ctx)
+        return tuple(jobs)
+    except Problem as exc:
+        for sub, message in exc.items:
+            problems.add(f"cron_jobs{sub}", message)
+        return ()
 
 
-def load(
-    path: str | Path = DEFAULT_CONFIG, env: Mapping[str, str] | None = None, today: dt.date | None = None
-) -> Config:
+def load(path: str | Path = DEFAULT_CONFIG, env: Mapping[str, str] | None = None,
+         today: dt.date | None = None) -> Config:
     """Read and validate the config file; raise :class:`ConfigError` listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        source = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(p), [f"(file): not found; pass --config PATH or create {p}"]) from None
     except OSError as exc:
         raise ConfigError(str(p), [f"(file): cannot be read: {exc.strerror}"]) from None
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(source, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(str(p), [f"(yaml): {where}{problem}"]) from None
     return validate(raw, p.resolve(), env=env, today=today)
+
+
+def keys() -> list[tuple[str, bool, Any]]:
+    """Every key of the schema as ``(dotted path, required, default)``, for docs and tests."""
+    found: list[tuple[str, bool, Any]] = []
+
+    def walk(cls: type, path: str) -> None:
+        from provision.schema import required
+
+        for f in spec(cls):
+            meta = f.metadata
+            default = meta["doc_default"] or meta["default"]
+            found.append((f"{path}.{f.name}", required(f), default))
+
+    for name, (cls, _) in SECTIONS.items():
+        walk(cls if cls is not None else CronJob, name)
+    walk(Prefixes, "bucket.prefixes")
+    walk(Uploads, "eod.uploads")
+    walk(SpecialSession, "calendar.special_sessions")
+    return found

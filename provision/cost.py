@@ -16,9 +16,10 @@ What is counted, for an average month of the chosen calendar year:
 
 - instance hours: the instance runs from the schedule's start to its stop
   (plus ``stop_overhead_minutes`` for the end-of-day upload and shutdown) on
-  trading days only: the schedule's weekdays that are not exchange holidays
-  (the ``holidays`` package's list for ``calendar.exchange``, plus
-  ``calendar.extra_holidays``), plus ``calendar.special_sessions``;
+  trading days only, decided by the start function's own rule
+  (:mod:`provision.rules`): the schedule's weekdays that are not exchange
+  holidays, plus ``calendar.special_sessions``; a year whose holidays are not
+  confirmed yet counts its weekdays, as the start function would;
 - EBS: the root volume (gp3) is billed every hour, running or stopped;
 - public IPv4: an Elastic IP is billed every hour, attached or idle
   ($0.005/h since February 2024); without a static IP the auto-assigned
@@ -36,7 +37,6 @@ Taxes (GST on AWS India invoices) are not included.
 
 from __future__ import annotations
 
-import calendar as _calendar
 import copy
 import datetime as dt
 from collections.abc import Mapping
@@ -95,9 +95,6 @@ DEFAULT_PRICES: dict[str, Any] = {
     },
 }
 
-WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
-
-
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -131,45 +128,31 @@ def _minutes(hhmm: str) -> int:
     return int(h) * 60 + int(m)
 
 
-def exchange_holidays(exchange: str, year: int, extra: tuple[str, ...] | list[str] = ()) -> dict[dt.date, str]:
-    """The exchange's holidays in ``year`` (the package's list, estimates included) plus ``extra``."""
-    import holidays
+def schedule_days(cfg: Any, year: int, builder: Any = None) -> dict[str, Any]:
+    """Per month of ``year``: days the start rule fires, trading days among them (as the start function's
+    calendar gate decides them, :mod:`provision.rules`), and the holidays it skips."""
+    from provision import rules
 
-    try:
-        days = {d: str(n) for d, n in holidays.financial_holidays(exchange, years=year).items()}
-    except NotImplementedError:
-        raise ProvisionError(f"calendar.exchange {exchange!r} is not known to the holidays package") from None
-    for raw in extra:
-        day = dt.date.fromisoformat(str(raw))
-        if day.year == year:
-            days.setdefault(day, "extra holiday (stack config)")
-    return days
-
-
-def schedule_days(cfg: Any, year: int) -> dict[str, Any]:
-    """Per month of ``year``: days the rules fire, trading days among them, holidays skipped."""
-    weekdays = {WEEKDAYS.index(str(w).upper()[:3]) for w in cfg.schedule.weekdays}
-    holidays = exchange_holidays(cfg.calendar.exchange, year, tuple(cfg.calendar.extra_holidays))
-    sessions = {dt.date.fromisoformat(s.date) for s in cfg.calendar.special_sessions}
-    months: list[dict[str, int]] = []
-    for month in range(1, 13):
-        fires = trading = 0
-        for day_number in range(1, _calendar.monthrange(year, month)[1] + 1):
-            day = dt.date(year, month, day_number)
-            special = day in sessions
-            if day.weekday() in weekdays or special:
-                fires += 1
-                if special or day not in holidays:
-                    trading += 1
-        months.append({"month": month, "rule_days": fires, "trading_days": trading})
+    calendar = rules.calendar(cfg, years=[year], builder=builder)
+    fires_on = set(calendar.trading_weekdays())
+    months: list[dict[str, int]] = [{"month": m, "rule_days": 0, "trading_days": 0} for m in range(1, 13)]
+    skipped: list[str] = []
+    for decision in calendar.days(dt.date(year, 1, 1), dt.date(year, 12, 31)):
+        if decision.day.weekday() not in fires_on:
+            continue
+        month = months[decision.day.month - 1]
+        month["rule_days"] += 1
+        if decision.open:
+            month["trading_days"] += 1
+        elif decision.reason == "holiday":
+            skipped.append(decision.day.isoformat())
     return {
         "year": year,
         "months": months,
         "rule_days": sum(m["rule_days"] for m in months),
         "trading_days": sum(m["trading_days"] for m in months),
-        "holidays_on_schedule_days": sorted(
-            d.isoformat() for d in holidays if d.weekday() in weekdays and d not in sessions
-        ),
+        "holidays_on_schedule_days": skipped,
+        "covered": year in calendar.covered_years,
     }
 
 
@@ -191,6 +174,9 @@ def monthly_cost(cfg: Any, prices: Mapping[str, Any] | str | Path | None = None,
     warnings: list[str] = []
     if cfg.stack.region != p["region"]:
         warnings.append(f"prices are for {p['region']}, the stack is in {cfg.stack.region}: override them")
+    if not days["covered"]:
+        warnings.append(f"the {cfg.calendar.exchange} holidays of {year} are not confirmed yet: its weekdays are "
+                        "counted as trading days, as the start function would treat them")
 
     itype = cfg.instance.type
     try:

@@ -61,21 +61,13 @@ def default_calendar_builder() -> CalendarBuilder:
 
 
 def calendar_for(
-    cfg: Config, builder: CalendarBuilder | None = None, today: dt.date | None = None
+    cfg: Config, builder: CalendarBuilder | None = None, today: dt.date | None = None,
+    years: list[int] | None = None,
 ) -> dict[str, Any]:
+    """calendar.json of the checked config ``cfg``, for ``years`` (default: this year and next)."""
     year = (today or dt.date.today()).year
     build = builder or default_calendar_builder()
-    try:
-        return build(
-            exchange=cfg.calendar.exchange,
-            timezone=cfg.schedule.timezone,
-            weekdays=list(cfg.schedule.weekdays),
-            extra_holidays=list(cfg.calendar.extra_holidays),
-            special_sessions=[{"date": s.date, "name": s.name} for s in cfg.calendar.special_sessions],
-            years=[year, year + 1],
-        )
-    except ValueError as exc:  # the builder's CalendarConfigError names the config key
-        raise ProvisionError(f"calendar: {exc}") from None
+    return build(cfg, years=years or [year, year + 1])
 
 
 def build(

@@ -29,6 +29,7 @@ if str(LAMBDA_DIR) not in sys.path:
 from st_runtime import Budget  # noqa: E402
 from st_settings import Settings  # noqa: E402
 
+from provision import config  # noqa: E402
 from provision.trading_calendar import build_calendar  # noqa: E402
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -208,9 +209,19 @@ def new_stack(calendar_file: Path) -> Stack:
 
 
 
+def checked_config(extra_holidays: list[str] | None = None,
+                   special_sessions: list[dict[str, str]] | None = None) -> config.Config:
+    """The repository's stack.yml, checked, with these calendar keys."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "stack.yml").read_text())
+    raw["calendar"]["extra_holidays"] = extra_holidays or []
+    raw["calendar"]["special_sessions"] = special_sessions or []
+    return config.validate(raw, ROOT / "stack.yml", env={})
+
+
 def write_calendar(path: Path, years: list[int] | None = None) -> Path:
-    cal = build_calendar("XNSE", "Asia/Kolkata", ["MON", "TUE", "WED", "THU", "FRI"], EXTRA_HOLIDAYS,
-                         SPECIAL_SESSIONS, years or [2026, 2027])
+    cal = build_calendar(checked_config(EXTRA_HOLIDAYS, SPECIAL_SESSIONS), years or [2026, 2027])
     path.write_text(json.dumps(cal, indent=1))
     return path
 

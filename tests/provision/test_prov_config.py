@@ -121,6 +121,11 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
         ("host", "workdir", "projects/SimpleTrader", "host.workdir:"),
         ("notifications", "email", "not-an-address", "notifications.email:"),
         ("bucket", "prefixes", {"deploy": "deploy/", "secrets": "deploy/secrets/"}, "overlap"),
+        ("schedule", "weekdays", [], "schedule.weekdays: is empty"),
+        ("calendar", "special_sessions", [{"date": "2026-11-08", "name": "x", "nmae": "typo"}],
+         "calendar.special_sessions[0].nmae: unknown key; did you mean 'name'?"),
+        ("calendar", "special_sessions", [{"name": "no date"}], "calendar.special_sessions[0].date: is missing"),
+        ("calendar", "special_sessions", ["2026-11-08"], "calendar.special_sessions[0]: must be a mapping like"),
     ],
 )
 def test_single_problems(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:

@@ -276,12 +276,12 @@ def test_status_skips_exchange_holidays(run: Runner) -> None:
     open_day = weekdays[-1]
     closed = {d.isoformat(): "Test holiday" for d in weekdays[:-1]}
 
-    def builder(**kwargs: Any) -> dict[str, Any]:
+    def builder(cfg: Any, years: list[int]) -> dict[str, Any]:
         return {
             "exchange": "XNSE",
             "timezone": "Asia/Kolkata",
             "weekdays": [0, 1, 2, 3, 4],
-            "covered_years": kwargs["years"],
+            "covered_years": years,
             "holidays": closed,
             "special_sessions": {},
         }
