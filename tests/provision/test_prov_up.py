@@ -116,8 +116,8 @@ def assert_security_properties() -> None:
             assert all("*" not in a for a in actions), st
             if st["Resource"] == "*" or "*" in st["Resource"]:
                 assert st["Sid"] in STAR_RESOURCE_SIDS, st
-    attached = iam.list_attached_role_policies(RoleName="simpletrader-instance")["AttachedPolicies"]
-    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
+    # No AWS managed policy: AmazonSSMManagedInstanceCore would let the host read every parameter.
+    assert iam.list_attached_role_policies(RoleName="simpletrader-instance")["AttachedPolicies"] == []
     assert iam.list_attached_role_policies(RoleName="simpletrader-scheduler")["AttachedPolicies"] == []
     sched = iam.get_role_policy(RoleName="simpletrader-scheduler", PolicyName="simpletrader-scheduler-access")
     start_stop = [s for s in sched["PolicyDocument"]["Statement"] if s["Sid"] == "StartStopTheHost"][0]
