@@ -42,6 +42,9 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SSM_PARAM = re.compile(r"^/[A-Za-z0-9_./-]+$")
+# An IAM principal as the bucket policy's aws:PrincipalArn sees it: a user, a role (with its path), the root.
+_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(user|role)/([\w+=,.@-]+/)*[\w+=,.@-]+)$")
+_SESSION_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Prefixes:
 class BucketConfig:
     name: str
     prefixes: Prefixes
+    #: IAM principal ARNs that may write deploy/ and secrets/ and read secrets/; empty: whoever runs `up`.
+    operators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -425,7 +430,7 @@ def validate(
         region = None
 
     # bucket
-    b = c.section(raw, "bucket", {"name": True, "prefixes": False})
+    b = c.section(raw, "bucket", {"name": True, "prefixes": False, "operators": False})
     bname = c.string("bucket.name", b.get("name")) if "name" in b else None
     suffixes = {v: env[v] for v in SUFFIX_ENV_VARS if env.get(v)}
     if len(set(suffixes.values())) > 1:
@@ -478,6 +483,7 @@ def validate(
                         "(the instance role's access is granted per prefix)",
                     )
         prefixes = Prefixes(**values)
+    operators = _operators(c, b.get("operators"))
 
     # instance
     inst = c.section(
@@ -723,7 +729,7 @@ def validate(
     return Config(
         path=path,
         stack=StackConfig(req(name), req(region)),
-        bucket=BucketConfig(req(bname), prefixes),
+        bucket=BucketConfig(req(bname), prefixes, operators),
         instance=InstanceConfig(req(itype), req(arch), req(ami_param), req(volume), req(static_ip)),
         network=NetworkConfig(str(req(vpc)), str(req(subnet)), tuple(ingress)),
         schedule=ScheduleConfig(
@@ -737,6 +743,28 @@ def validate(
         notifications=NotificationsConfig(email or ""),
         raw=raw,
     )
+
+
+def _operators(c: _Checker, value: Any) -> tuple[str, ...]:
+    """``bucket.operators``: IAM user or role ARNs (no wildcards, no role sessions), each once."""
+    found: list[str] = []
+    for idx, item in enumerate(c.listing("bucket.operators", value)):
+        p = f"bucket.operators[{idx}]"
+        arn = c.string(p, item)
+        if arn is None:
+            continue
+        session = _SESSION_ARN.match(arn)
+        if session:
+            c.add(p, f"{arn!r} is a role session; list the role itself, e.g. arn:aws:iam::{session.group(2)}:role/"
+                     f"{session.group(3)} (with its path: aws iam get-role --role-name {session.group(3)})")
+        elif not _PRINCIPAL_ARN.match(arn):
+            c.add(p, f"{arn!r} is not an IAM user or role ARN, e.g. arn:aws:iam::123456789012:user/alice "
+                     "(no wildcards)")
+        elif arn in found:
+            c.add(p, f"{arn} is listed twice")
+        else:
+            found.append(arn)
+    return tuple(found)
 
 
 def _cidr(c: _Checker, path: str, value: Any, lo: int, hi: int) -> ipaddress.IPv4Network | None:

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from policy_eval import ALLOW, DENY, IMPLICIT_DENY, Request, decide
 from provhelpers import Runner
 
 from devtools import localaws
@@ -85,3 +86,104 @@ def test_instance_role_policy_has_no_parameter_read(run: Runner) -> None:
     # What Session Manager (AWS-StartSSHSession) needs stays.
     assert {"ssmmessages:createcontrolchannel", "ssmmessages:opendatachannel",
             "ssm:updateinstanceinformation"} <= set(actions)
+
+
+# --------------------------------------------------------------------------- the bucket policy
+
+ADMIN = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}  # e.g. AdministratorAccess
+READ_ONLY = {"Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}]}
+
+
+def _host_policies() -> list[dict[str, Any]]:
+    iam = boto3.client("iam")
+    role = "simpletrader-instance"
+    return [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+
+
+def test_secrets_are_read_by_the_host_and_operators_only_and_written_by_operators(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    bucket_policy = json.loads(boto3.client("s3").get_bucket_policy(Bucket=BUCKET)["Policy"])
+    operator = boto3.client("sts").get_caller_identity()["Arn"]  # bucket.operators is empty: whoever ran up
+    host = f"arn:aws:iam::{ACCOUNT}:role/simpletrader-instance"
+    auditor = f"arn:aws:iam::{ACCOUNT}:user/auditor"  # another principal of the account, with ReadOnlyAccess
+    identities = {operator: [ADMIN], host: _host_policies(), auditor: [READ_ONLY]}
+
+    def access(principal: str, action: str, key: str, tls: bool = True) -> str:
+        request = Request(f"s3:{action}", f"arn:aws:s3:::{BUCKET}/{key}", principal,
+                          {"aws:SecureTransport": str(tls).lower()})
+        return decide([*identities[principal], bucket_policy], request)
+
+    for key in ("secrets/keys.json", "secrets/access_token.txt"):
+        assert access(auditor, "GetObject", key) == DENY
+        assert access(auditor, "GetObjectVersion", key) == DENY
+        assert access(host, "GetObject", key) == ALLOW
+        assert access(operator, "GetObject", key) == ALLOW
+    for key in ("deploy/manifest.json", "deploy/releases/r/code.tar.gz", "secrets/keys.json"):
+        for action in ("PutObject", "DeleteObject", "DeleteObjectVersion", "PutObjectAcl"):
+            assert access(host, action, key) == DENY, (action, key)
+            assert access(auditor, action, key) == DENY, (action, key)
+            assert access(operator, action, key) == ALLOW, (action, key)
+    # What the stack needs goes on: the host reads deploy/ and writes logs/ and ledger/ ...
+    assert access(host, "GetObject", "deploy/manifest.json") == ALLOW
+    assert access(host, "PutObject", "logs/2026-11-27/trades.csv") == ALLOW
+    assert access(host, "PutObject", "ledger/ledger.csv") == ALLOW
+    # ... and plain HTTP is refused to everyone.
+    assert access(operator, "GetObject", "deploy/manifest.json", tls=False) == DENY
+    sids = [st["Sid"] for st in bucket_policy["Statement"]]
+    assert sids == ["DenyInsecureTransport", "SecretsReadByHostAndOperatorsOnly",
+                    "DeployAndSecretsWrittenByOperatorsOnly"]
+
+
+def test_configured_operators_replace_the_caller_and_plan_names_them(run: Runner) -> None:
+    import yaml
+
+    alice = f"arn:aws:iam::{ACCOUNT}:user/alice"
+    first = run("plan")
+    assert "operators: arn:aws:sts::123456789012:user/moto (whoever runs this command" in first.out
+    raw = yaml.safe_load(run.config.read_text())
+    raw["bucket"]["operators"] = [alice]
+    run.config.write_text(yaml.safe_dump(raw))
+    assert run("up", "--yes").code == 0
+    policy = json.loads(boto3.client("s3").get_bucket_policy(Bucket=BUCKET)["Policy"])
+    caller = boto3.client("sts").get_caller_identity()["Arn"]
+    write = Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/deploy/manifest.json", caller)
+    assert decide([ADMIN, policy], write) == DENY  # the caller is no operator any more
+    assert decide([ADMIN, policy], Request(write.action, write.resource, alice)) == ALLOW
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out
+    assert f"bucket (simpletrader-working-bucket): operators (bucket.operators): {alice}" in plan.out
+
+
+def test_an_assumed_role_operator_is_its_role_with_path(run: Runner) -> None:
+    from provision.engine import Context
+    from provision.operators import principal_arn
+
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="Admin_0a1b", Path="/aws-reserved/sso.amazonaws.com/",
+                           AssumeRolePolicyDocument=json.dumps(ADMIN))["Role"]["Arn"]
+    ctx = Context(cfg=None, clients=run.clients())  # type: ignore[arg-type]
+    session = f"arn:aws:sts::{ACCOUNT}:assumed-role/Admin_0a1b/alice@example.com"
+    assert principal_arn(session, ctx) == role == (
+        f"arn:aws:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/Admin_0a1b")
+    assert principal_arn(f"arn:aws:iam::{ACCOUNT}:user/bob", ctx) == f"arn:aws:iam::{ACCOUNT}:user/bob"
+
+
+def test_the_evaluator_follows_aws_rules() -> None:
+    """The cases the tests above rely on, from AWS's policy evaluation documentation."""
+    deny_unless = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject*",
+                                  "Resource": "arn:aws:s3:::b/secrets/*",
+                                  "Condition": {"ArnNotLike": {"aws:PrincipalArn": ["arn:aws:iam::1:role/h"]}}}]}
+    get = Request("s3:GetObject", "arn:aws:s3:::b/secrets/k", "arn:aws:iam::1:user/u")
+    assert decide([READ_ONLY, deny_unless], get) == DENY
+    assert decide([READ_ONLY, deny_unless], Request(get.action, get.resource, "arn:aws:iam::1:role/h")) == ALLOW
+    # an anonymous request has no aws:PrincipalArn: a negated operator is then true, so the deny holds
+    assert decide([deny_unless], Request(get.action, get.resource)) == DENY
+    assert decide([deny_unless], Request("s3:GetObject", "arn:aws:s3:::b/deploy/k", "x")) == IMPLICIT_DENY
+    assert decide([READ_ONLY], Request("S3:getobject", "arn:aws:s3:::b/x")) == ALLOW  # actions ignore case
+    tls = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                          "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}
+    assert decide([READ_ONLY, tls], get) == ALLOW  # key absent: a positive operator is false
+    with pytest.raises(NotImplementedError):
+        decide([{"Statement": [{**tls["Statement"][0], "Condition": {"IpAddress": {"aws:SourceIp": "1.2.3.4"}}}]}],
+               get)

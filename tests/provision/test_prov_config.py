@@ -34,6 +34,18 @@ def test_the_repository_config_is_valid() -> None:
         "logs": "logs/",
         "ledger": "ledger/",
     }
+    assert cfg.bucket.operators == ()  # whoever runs `up`
+
+
+def test_operators_accept_users_roles_with_paths_and_the_root(tmp_path: Path) -> None:
+    raw = base_config()
+    arns = ["arn:aws:iam::123456789012:user/alice",
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0a1b",
+            "arn:aws:iam::123456789012:root"]
+    raw["bucket"]["operators"] = arns
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(raw))
+    assert config.load(path, env={}).bucket.operators == tuple(arns)
 
 
 def test_bucket_name_takes_the_suffix_from_either_variable() -> None:
@@ -121,6 +133,13 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
         ("host", "workdir", "projects/SimpleTrader", "host.workdir:"),
         ("notifications", "email", "not-an-address", "notifications.email:"),
         ("bucket", "prefixes", {"deploy": "deploy/", "secrets": "deploy/secrets/"}, "overlap"),
+        ("bucket", "operators", ["arn:aws:iam::123456789012:user/*"], "bucket.operators[0]: 'arn:aws:iam::"),
+        ("bucket", "operators", ["arn:aws:sts::123456789012:assumed-role/Admin/alice"],
+         "bucket.operators[0]: 'arn:aws:sts::123456789012:assumed-role/Admin/alice' is a role session; list the "
+         "role itself, e.g. arn:aws:iam::123456789012:role/Admin"),
+        ("bucket", "operators", "arn:aws:iam::123456789012:user/alice", "bucket.operators: must be a list"),
+        ("bucket", "operators", ["arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/a"],
+         "listed twice"),
     ],
 )
 def test_single_problems(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:
