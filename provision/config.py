@@ -424,6 +424,10 @@ def validate(
             " (it prefixes every resource name)",
         )
         name = None
+    if name and name.startswith(("aws", "amazon", "amzn")):
+        c.add("stack.name", f"{name!r} starts with a prefix AWS reserves for its own SSM documents "
+                            "(<stack>-sync and <stack>-eod are the stack's); choose another name")
+        name = None
     region = c.string("stack.region", s.get("region")) if "region" in s else None
     if region and (not _REGION.match(region) or region not in _known_regions()):
         c.add("stack.region", f"{region!r} is not an AWS region name, e.g. ap-south-1 (Mumbai)")

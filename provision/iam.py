@@ -7,7 +7,9 @@
   grants ``ssm:GetParameter(s)`` on every parameter, the SSH private key
   among them, to any process on the host. No ``ssm:GetParameter*`` at all.
 - ``<stack>-scheduler`` (the start/stop Lambdas): start/stop this one
-  instance, send ``AWS-RunShellScript`` to it, read command results, publish
+  instance, send the stack's two SSM documents (``<stack>-sync``,
+  ``<stack>-eod``; :mod:`provision.documents`) to it and nothing else (not
+  ``AWS-RunShellScript``, which runs any shell command), read command results, publish
   to the stack's topic, read the access token object's metadata, and write
   its own log groups.
 
@@ -26,6 +28,7 @@ from provision import tags
 from provision.aws import error_code, paginate
 from provision.bucket import _normal
 from provision.config import bucket_name
+from provision.documents import document_arn
 from provision.engine import UNKNOWN, Context, Diff, Resource
 
 #: Statements allowed to use ``"Resource": "*"``, because AWS has no resource scoping for their actions.
@@ -107,11 +110,13 @@ def scheduler_policy(ctx: Context) -> dict[str, Any]:
                 "Action": ["ec2:DescribeInstanceStatus", "ec2:DescribeInstances"],
                 "Resource": "*",
             },
+            # SendCommand is authorized on the document and on the instance: only these two fixed
+            # documents, only to this host.
             {
-                "Sid": "RunCommandOnTheHost",
+                "Sid": "SendTheStackDocumentsToTheHost",
                 "Effect": "Allow",
                 "Action": ["ssm:SendCommand"],
-                "Resource": [instance_arn, f"arn:{part}:ssm:{region}::document/AWS-RunShellScript"],
+                "Resource": [instance_arn, document_arn(ctx, "sync"), document_arn(ctx, "eod")],
             },
             # GetCommandInvocation and CancelCommand (a command past its deadline) support no
             # resource-level permissions in IAM.

