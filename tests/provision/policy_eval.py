@@ -92,21 +92,20 @@ def _principal_matches(element: Any, request: Request) -> bool:
     raise NotImplementedError(f"principal {element!r}")
 
 
+def _element_matches(statement: dict[str, Any], element: str, value: str, *, case: bool) -> bool:
+    """``Action``/``Resource`` match ``value``, or ``NotAction``/``NotResource`` do not."""
+    if element in statement:
+        return any(_glob(p, value, case=case) for p in _as_list(statement[element]))
+    return not any(_glob(p, value, case=case) for p in _as_list(statement["Not" + element]))
+
+
 def statement_applies(statement: dict[str, Any], request: Request) -> bool:
     unknown = set(statement) - _KNOWN
     if unknown:
         raise NotImplementedError(f"statement elements {sorted(unknown)}")
-    if "Action" in statement:
-        action_ok = any(_glob(a, request.action, case=False) for a in _as_list(statement["Action"]))
-    else:
-        action_ok = not any(_glob(a, request.action, case=False) for a in _as_list(statement["NotAction"]))
-    if not action_ok:
+    if not _element_matches(statement, "Action", request.action, case=False):
         return False
-    if "Resource" in statement:
-        resource_ok = any(_glob(r, request.resource, case=True) for r in _as_list(statement["Resource"]))
-    else:
-        resource_ok = not any(_glob(r, request.resource, case=True) for r in _as_list(statement["NotResource"]))
-    if not resource_ok:
+    if not _element_matches(statement, "Resource", request.resource, case=True):
         return False
     if "Principal" in statement and not _principal_matches(statement["Principal"], request):
         return False
