@@ -237,3 +237,19 @@ def test_a_document_changed_by_hand_is_put_back(run: Runner) -> None:
     content = json.loads(ssm.get_document(Name="simpletrader-sync")["Content"])  # the default version
     assert content["mainSteps"][0]["inputs"]["runCommand"] == ["simpletrader-workspace sync"]
     assert run("plan", "--detailed-exitcode").code == 0
+
+
+def test_status_finds_the_last_runs_by_document(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    instance = _outputs(run)["instance_id"]
+    ssm = boto3.client("ssm")
+    before = run("status")
+    assert "last start  - (no run of simpletrader-sync in the SSM history)" in before.out, before.out
+    # A shell command naming the routine is not a run of the stack's document.
+    ssm.send_command(InstanceIds=[instance], DocumentName="AWS-RunShellScript",
+                     Parameters={"commands": ["simpletrader-workspace sync"]})
+    ssm.send_command(InstanceIds=[instance], DocumentName="simpletrader-eod",
+                     Parameters={"executionTimeout": ["600"]})
+    after = run("status")
+    assert "last start  - (no run of simpletrader-sync in the SSM history)" in after.out, after.out
+    assert "last stop   Success (" in after.out and ", simpletrader-eod)" in after.out, after.out
