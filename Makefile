@@ -7,6 +7,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The security scanners (tests/security): each in a virtualenv of its own, since
+# they pin boto3, botocore, pydantic ... differently from the project and each other.
+SCAN := .venv-scan
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 APT_PACKAGES := debootstrap systemd-container apt-cacher-ng iproute2 openssh-client rsync make
@@ -39,12 +42,22 @@ bench: setup
 aws-check: setup
 	$(BIN)/python -m devtools.awscheck $(AWS_CHECK_ARGS)
 
-setup: $(VENV)/.installed host-packages
+setup: $(VENV)/.installed $(SCAN)/.installed host-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(SCAN)/.installed: requirements-scan-prowler.txt requirements-scan-policy.txt
+	rm -rf $(SCAN)/prowler $(SCAN)/policy
+	$(PYTHON) -m venv $(SCAN)/prowler
+	$(SCAN)/prowler/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN)/prowler/bin/python -m pip install --quiet -r requirements-scan-prowler.txt
+	$(PYTHON) -m venv $(SCAN)/policy
+	$(SCAN)/policy/bin/python -m pip install --quiet --upgrade pip
+	$(SCAN)/policy/bin/python -m pip install --quiet -r requirements-scan-policy.txt
 	touch $@
 
 # The test hosts need root and a few Debian packages; without root the
@@ -62,4 +75,4 @@ host-packages:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .state build
+	rm -rf $(VENV) $(SCAN) .pytest_cache .mypy_cache .ruff_cache .state build

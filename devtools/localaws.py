@@ -19,6 +19,7 @@ no scheduled rules, no Lambda without Docker); see ``docs/TESTING.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +75,29 @@ class MotoServer:
     def reset(self) -> None:
         """Forget every resource (moto's reset API)."""
         req = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(req, timeout=30):  # noqa: S310 - our own http endpoint
+            pass
+
+    @contextlib.contextmanager
+    def iam_enforced(self) -> Iterator[None]:
+        """Within the block, the emulator checks every request's signature and IAM policies.
+
+        moto's IAM-auth mode: requests must be signed with keys it issued (an
+        IAM user's access key, or credentials from sts AssumeRole), and their
+        identity policies are evaluated (actions, and resources where moto
+        knows them; see docs/TESTING.md). The fake default credentials are
+        refused meanwhile. Off again afterwards, even on error.
+        """
+        self._reset_auth("0")
+        try:
+            yield
+        finally:
+            self._reset_auth("inf")
+
+    def _reset_auth(self, count: str) -> None:
+        req = urllib.request.Request(  # noqa: S310 - our own http endpoint
+            f"{self.endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
+            headers={"Content-Type": "text/plain"})  # a form type would hide the body from moto
         with urllib.request.urlopen(req, timeout=30):  # noqa: S310 - our own http endpoint
             pass
 

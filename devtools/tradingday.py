@@ -2,12 +2,13 @@
 
 The emulator stands in for AWS and a Debian 11 test host for the EC2
 instance. Nothing here is special to the product: the same `provision`,
-playbooks, host routines and Lambda handlers run as on AWS. The two things no
+playbooks, host routines and Lambda handlers run as on AWS. The three things no
 emulator does are played here, openly:
 
-- the SSM agent: when the Lambda asks for a command's result, the command it
-  sent is read back from the emulator and run on the test host over SSH, and
-  its real exit code and output become the invocation's result;
+- the SSM agent: when the Lambda asks for a command's result, the document it
+  sent is read back from the emulator (only the stack's own two are accepted),
+  its commands are run on the test host over SSH, and their real exit code
+  and output become the invocation's result;
 - the Session Manager tunnel: Ansible finds the instance through the product's
   dynamic inventory and connects through its ProxyCommand, whose command alone
   is swapped (``ST_TUNNEL_COMMAND``) for ``devtools/tunnel.py``, which carries
@@ -159,18 +160,23 @@ class SsmAgent:
 
     Registered on the default boto3 session (the one the handlers' clients
     come from): when a handler asks GetCommandInvocation for a command, the
-    command document it sent is read back from the emulator with a separate
-    client, run on the host as root over SSH (as AWS-RunShellScript does),
-    and the real exit code and output are returned as the invocation.
+    command is read back from the emulator with a separate client. Only the
+    stack's own documents (``documents``) are run, anything else (such as
+    AWS-RunShellScript) is refused as an error of the day; the document's
+    content is read from the emulator too, and its aws:runShellScript steps
+    run on the host as root over SSH with their parameters filled in, as the
+    agent does. The real exit code and output are returned as the invocation.
     """
 
-    def __init__(self, host: Host, instance_id: str, log: Path) -> None:
+    def __init__(self, host: Host, instance_id: str, log: Path, documents: set[str]) -> None:
         self.host = host
         self.instance_id = instance_id
         self.log = log
+        self.documents = documents
         self.reader = boto3.client("ssm")  # created before the hook: not intercepted
         self.results: dict[str, dict[str, Any]] = {}
         self.ran: list[str] = []
+        self.sent: list[str] = []  # the documents run, in order
 
     def install(self) -> None:
         boto3.setup_default_session()
@@ -196,21 +202,45 @@ class SsmAgent:
             return None
         if command_id not in self.results:
             command = self.reader.list_commands(CommandId=command_id)["Commands"][0]
-            if command["DocumentName"] != "AWS-RunShellScript":
-                raise DayFailed(f"unexpected SSM document {command['DocumentName']}")
-            script = "\n".join(command["Parameters"]["commands"])
+            document = command["DocumentName"]
+            script, timeout = self._script(document, command.get("Parameters") or {})
+            self.sent.append(document)
             self.ran.append(script)
-            proc = self.host.sh(f"sudo -n -i bash -c {shlex.quote(script)}", check=False, log=self.log)
+            try:
+                proc = self.host.sh(f"sudo -n -i bash -c {shlex.quote(script)}", check=False, log=self.log,
+                                    timeout=timeout)
+                code, out, err = proc.returncode, proc.stdout, proc.stderr
+                status = "Success" if code == 0 else "Failed"
+            except subprocess.TimeoutExpired:  # the agent ends a command past its executionTimeout
+                code, out, err, status = -1, "", f"timed out after {timeout:.0f}s", "TimedOut"
             self.results[command_id] = {
                 "CommandId": command_id, "InstanceId": self.instance_id,
-                "DocumentName": "AWS-RunShellScript", "PluginName": "aws:runShellScript",
-                "ResponseCode": proc.returncode,
-                "Status": "Success" if proc.returncode == 0 else "Failed",
-                "StatusDetails": "Success" if proc.returncode == 0 else "Failed",
-                "StandardOutputContent": proc.stdout[-24000:], "StandardErrorContent": proc.stderr[-8000:],
+                "DocumentName": document, "PluginName": "aws:runShellScript",
+                "ResponseCode": code, "Status": status, "StatusDetails": status,
+                "StandardOutputContent": out[-24000:], "StandardErrorContent": err[-8000:],
             }
         http = type("Http", (), {"status_code": 200, "headers": {}})()
         return http, dict(self.results[command_id], ResponseMetadata={"HTTPStatusCode": 200})
+
+    def _script(self, document: str, parameters: dict[str, list[str]]) -> tuple[str, float]:
+        """The shell script a document's steps amount to, and its deadline in seconds."""
+        if document not in self.documents:
+            raise DayFailed(f"refused SSM document {document}: the functions may send only {sorted(self.documents)}")
+        content = json.loads(self.reader.get_document(Name=document)["Content"])
+        values = {name: spec.get("default", "") for name, spec in content.get("parameters", {}).items()}
+        unknown = set(parameters) - set(values)
+        if unknown:
+            raise DayFailed(f"document {document} has no parameter(s) {sorted(unknown)}")
+        values.update({name: given[0] for name, given in parameters.items()})
+        lines, timeout = [], 0.0
+        for step in content["mainSteps"]:
+            if step["action"] != "aws:runShellScript":
+                raise DayFailed(f"document {document}: step action {step['action']} is not played here")
+            lines += step["inputs"]["runCommand"]
+            seconds = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values[m.group(1)],
+                             str(step["inputs"].get("timeoutSeconds", "3600")))
+            timeout += float(seconds)
+        return "\n".join(lines), timeout
 
 
 # --------------------------------------------------------------------------- the day
@@ -613,7 +643,9 @@ class Day:
     def agent_for(self) -> SsmAgent:
         assert self.stack is not None and self.host is not None
         if self.agent is None:
-            self.agent = SsmAgent(self.host, self.stack.functions["start"]["ST_INSTANCE_ID"], self.log("ssm-agent"))
+            env = self.stack.functions["start"]
+            self.agent = SsmAgent(self.host, env["ST_INSTANCE_ID"], self.log("ssm-agent"),
+                                  {env["ST_SYNC_DOCUMENT"], env["ST_EOD_DOCUMENT"]})
             self.agent.install()
         return self.agent
 

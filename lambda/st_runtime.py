@@ -8,7 +8,8 @@ tests drive it against the local emulator with a fake clock (no real sleeps).
 - ``StepLog``: one structured JSON log line per step; never given a secret.
 - ``parse_event``: strict validation of the invocation event.
 - instance state: ``describe_state``, ``wait_running``, ``wait_stopped`` (botocore waiters).
-- SSM: ``send_when_agent_ready`` (retries InvalidInstanceId with backoff, bounded)
+- SSM: ``send_when_agent_ready`` (sends one of the stack's documents; retries
+  InvalidInstanceId with backoff, bounded)
   and ``wait_command`` (polls to a terminal status or the deadline).
 - ``notify``: one SNS message per outcome.
 """
@@ -30,7 +31,6 @@ from botocore.waiter import WaiterModel, create_waiter_with_client
 LOGGER = logging.getLogger("simpletrader")
 LOGGER.setLevel(logging.INFO)
 
-RUN_SHELL_DOCUMENT = "AWS-RunShellScript"
 # Invocation statuses that may still change; anything else (Success, Failed, Cancelled,
 # TimedOut, and any status a newer API adds) is final.
 RUNNING_COMMAND_STATUSES = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
@@ -296,10 +296,11 @@ def error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-def send_when_agent_ready(ssm: Any, instance_id: str, command: str, *, execution_timeout: int,
+def send_when_agent_ready(ssm: Any, instance_id: str, document: str, *, execution_timeout: int,
                           deadline: float, clock: Clock, log: StepLog, comment: str,
                           first_delay: float = 2.0, max_delay: float = 15.0) -> str:
-    """Send ``command`` with AWS-RunShellScript; retry InvalidInstanceId (agent not registered yet).
+    """Send the SSM document ``document`` (the stack's own: its command is fixed in it, only its
+    ``executionTimeout`` is set here); retry InvalidInstanceId (agent not registered yet).
 
     Returns the command id. Raises StepFailed when the agent is not ready by ``deadline``.
     """
@@ -310,8 +311,8 @@ def send_when_agent_ready(ssm: Any, instance_id: str, command: str, *, execution
         try:
             resp = ssm.send_command(
                 InstanceIds=[instance_id],
-                DocumentName=RUN_SHELL_DOCUMENT,
-                Parameters={"commands": [command], "executionTimeout": [str(execution_timeout)]},
+                DocumentName=document,
+                Parameters={"executionTimeout": [str(execution_timeout)]},
                 TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, min(execution_timeout, 2592000)),
                 Comment=comment[:100],
             )
@@ -329,7 +330,7 @@ def send_when_agent_ready(ssm: Any, instance_id: str, command: str, *, execution
             delay = min(delay * 2, max_delay)
             continue
         command_id = str(resp["Command"]["CommandId"])
-        log("command-sent", command_id=command_id, instance_id=instance_id, command=command, attempts=attempt)
+        log("command-sent", command_id=command_id, instance_id=instance_id, document=document, attempts=attempt)
         return command_id
 
 

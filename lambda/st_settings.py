@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+# An SSM document name the stack owns: SSM's name rule, and none of AWS's own (e.g. AWS-RunShellScript).
+_DOCUMENT = re.compile(r"^(?!(aws|amazon|amzn))[a-zA-Z0-9_.-]{3,128}$", re.IGNORECASE)
 
 
 class SettingsError(ValueError):
@@ -30,8 +32,8 @@ class Settings:
     bucket: str
     topic_arn: str
     timezone: str
-    sync_command: str
-    eod_command: str
+    sync_document: str
+    eod_document: str
     token_key: str
     manifest_key: str
     token_fresh_after: tuple[int, int]
@@ -69,6 +71,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise SettingsError(f"environment variable {name}={raw!r} is not a whole number of seconds") from None
     if value < minimum:
         raise SettingsError(f"environment variable {name}={value} must be at least {minimum}")
+    return value
+
+
+def _document(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if not _DOCUMENT.match(value):
+        raise SettingsError(f"environment variable {name}={value!r} must name the stack's own SSM document "
+                            "(e.g. simpletrader-sync), not one of AWS's")
     return value
 
 
@@ -128,8 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bucket=bucket,
         topic_arn=topic_arn,
         timezone=timezone,
-        sync_command=_required(env, "ST_SYNC_COMMAND"),
-        eod_command=_required(env, "ST_EOD_COMMAND"),
+        sync_document=_document(env, "ST_SYNC_DOCUMENT"),
+        eod_document=_document(env, "ST_EOD_DOCUMENT"),
         token_key=_required(env, "ST_TOKEN_KEY"),
         manifest_key=_required(env, "ST_MANIFEST_KEY"),
         token_fresh_after=(int(match.group(1)), int(match.group(2))),

@@ -10,7 +10,8 @@ Handler: ``start.handler``. Steps (one JSON log line each):
    token is never read, and the function's role cannot read it);
 3. start the instance unless it is running (a stopping instance is waited
    for first) and wait until it is running; pending -> stopped is a failure;
-4. send ``ST_SYNC_COMMAND`` through SSM once the agent accepts commands, and
+4. send the SSM document ``ST_SYNC_DOCUMENT`` (the stack's own, holding
+   ``simpletrader-workspace sync``) once the agent accepts commands, and
    poll it to completion within ``ST_COMMAND_TIMEOUT_SECONDS`` and the
    function's own timeout;
 5. one notification per outcome; a failed sync fails the invocation.
@@ -31,7 +32,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from st_calendar import Decision, TradingCalendar
 from st_runtime import (
     MANUAL,
-    RUN_SHELL_DOCUMENT,
     Budget,
     Clock,
     CommandResult,
@@ -186,7 +186,7 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
                 plan.append("wait for the instance to stop")
             if state != "running":
                 plan.append(f"start instance {settings.instance_id} (now {state}) and wait until running")
-            plan.append(f"run {settings.sync_command!r} through SSM ({RUN_SHELL_DOCUMENT}) and wait "
+            plan.append(f"run the SSM document {settings.sync_document} (workspace sync) and wait "
                         f"up to {settings.command_timeout_seconds}s")
             result["outcome"] = "dry-run"
             result["ok"] = True
@@ -219,11 +219,11 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
 
         agent_deadline = budget.deadline(settings.agent_wait_seconds)
         command_id = send_when_agent_ready(
-            ssm, settings.instance_id, settings.sync_command,
+            ssm, settings.instance_id, settings.sync_document,
             execution_timeout=settings.command_timeout_seconds, deadline=agent_deadline, clock=clock,
             log=log, comment=f"{settings.stack_name} start {day.isoformat()}: workspace sync")
         result["command"] = {"id": command_id, "status": "Pending"}
-        actions.append(f"sent {settings.sync_command!r}")
+        actions.append(f"sent {settings.sync_document}")
         deadline = budget.deadline(settings.command_timeout_seconds)
         command = wait_command(ssm, command_id, settings.instance_id, deadline=deadline, clock=clock, log=log)
         result["command"] = command.as_dict()
@@ -244,7 +244,7 @@ def _success_lines(settings: Settings, result: dict[str, Any], command: CommandR
     before = result["state_before"]
     return [
         f"Instance {settings.instance_id}: {before} -> running.",
-        f"Workspace sync ({settings.sync_command}) {command.describe()}.",
+        f"Workspace sync ({settings.sync_document}) {command.describe()}.",
     ]
 
 

@@ -3,8 +3,9 @@
 Handler: ``stop.handler``. Steps (one JSON log line each):
 
 1. already stopped: nothing to do, reported; stopping: wait for stopped, reported;
-2. send ``ST_EOD_COMMAND`` through SSM (closure script, upload of trade logs
-   and ledger) and wait for it within ``ST_COMMAND_TIMEOUT_SECONDS`` and the
+2. send the SSM document ``ST_EOD_DOCUMENT`` (the stack's own, holding
+   ``simpletrader-workspace eod``: closure script, upload of trade logs and
+   ledger) and wait for it within ``ST_COMMAND_TIMEOUT_SECONDS`` and the
    function's own timeout (keeping time to stop the instance);
 3. stop the instance and wait until it is stopped, whatever the routine's
    outcome (an idle instance costs money; data it did not upload stays on the
@@ -26,7 +27,6 @@ import boto3
 from botocore.config import Config
 from st_runtime import (
     MANUAL,
-    RUN_SHELL_DOCUMENT,
     Budget,
     Clock,
     CommandResult,
@@ -81,7 +81,7 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
             elif state == "stopping":
                 plan = ["wait for the instance to stop"]
             else:
-                plan = [f"run {settings.eod_command!r} through SSM ({RUN_SHELL_DOCUMENT}) and wait up to "
+                plan = [f"run the SSM document {settings.eod_document} (end of day) and wait up to "
                         f"{settings.command_timeout_seconds}s",
                         f"stop instance {settings.instance_id} (now {state}) and wait until stopped, "
                         "even if the routine fails"]
@@ -146,7 +146,7 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
 
     result["outcome"] = "stopped" if event.eod else "stopped-without-eod"
     result["ok"] = True
-    eod_line = (f"End-of-day routine ({settings.eod_command}) {command.describe()}." if command
+    eod_line = (f"End-of-day routine ({settings.eod_document}) {command.describe()}." if command
                 else "The end-of-day routine did not run.")
     _report(sns, settings, result, day, log,
             [eod_line, f"Instance {settings.instance_id}: {result['state_before']} -> stopped."])
@@ -157,11 +157,11 @@ def _run_eod(ssm: Any, settings: Settings, budget: Budget, clock: Clock, log: St
              result: dict[str, Any]) -> CommandResult:
     agent_deadline = budget.deadline(settings.agent_wait_seconds, reserve=STOP_RESERVE_SECONDS)
     command_id = send_when_agent_ready(
-        ssm, settings.instance_id, settings.eod_command, execution_timeout=settings.command_timeout_seconds,
+        ssm, settings.instance_id, settings.eod_document, execution_timeout=settings.command_timeout_seconds,
         deadline=agent_deadline, clock=clock, log=log,
         comment=f"{settings.stack_name} stop {day.isoformat()}: end of day")
     result["command"] = {"id": command_id, "status": "Pending"}
-    result["actions"].append(f"sent {settings.eod_command!r}")
+    result["actions"].append(f"sent {settings.eod_document}")
     deadline = budget.deadline(settings.command_timeout_seconds, reserve=STOP_RESERVE_SECONDS)
     command = wait_command(ssm, command_id, settings.instance_id, deadline=deadline, clock=clock, log=log)
     result["command"] = command.as_dict()

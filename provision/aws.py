@@ -43,7 +43,7 @@ class Clients:
         # Used only for the bounded waits AWS documents no waiter for (IAM propagation).
         self.sleep = sleep
         self._clients: dict[str, Any] = {}
-        self._account: str | None = None
+        self._identity: dict[str, str] | None = None
 
     @property
     def events(self) -> Any:
@@ -83,11 +83,20 @@ class Clients:
     def events_client(self) -> Any:
         return self.client("events")
 
+    def _caller(self) -> dict[str, str]:
+        if self._identity is None:
+            found = self.client("sts").get_caller_identity()
+            self._identity = {"Account": str(found["Account"]), "Arn": str(found["Arn"])}
+        return self._identity
+
     @property
     def account_id(self) -> str:
-        if self._account is None:
-            self._account = str(self.client("sts").get_caller_identity()["Account"])
-        return self._account
+        return self._caller()["Account"]
+
+    @property
+    def caller_arn(self) -> str:
+        """The ARN of whoever runs this command (a role session's ARN for an assumed role)."""
+        return self._caller()["Arn"]
 
     @property
     def partition(self) -> str:

@@ -8,9 +8,16 @@ bucket comes first in the resource order, so that happens before anything
 else is written. Every call after create passes ``ExpectedBucketOwner``.
 
 Wanted state: all four public access blocks on, default encryption (SSE-S3),
-versioning enabled, a policy denying any request not made over TLS, and the
-stack's tags. ``down`` keeps the bucket unless ``--delete-bucket``; a bucket
-with objects (any version) also needs ``--force``.
+versioning enabled, the stack's tags, and a policy (:func:`bucket_policy`)
+that denies any request not made over TLS, reads of ``secrets/`` to every
+principal but the instance role and the operators (:mod:`provision.operators`),
+and writes or deletes in ``deploy/`` and ``secrets/`` to every principal but
+the operators. The denies name principals by ``aws:PrincipalArn``, so they
+hold whatever identity policy another principal of the account has (e.g.
+ReadOnlyAccess). Each statement has its own Sid (``POLICY_SIDS``).
+
+``down`` keeps the bucket unless ``--delete-bucket``; a bucket with objects
+(any version) also needs ``--force``.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ from typing import Any
 
 from provision import tags
 from provision.aws import error_code, paginate
-from provision.config import bucket_name
+from provision.config import Prefixes, bucket_name
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
+from provision.operators import operators
 
 PUBLIC_ACCESS_BLOCK = {
     "BlockPublicAcls": True,
@@ -32,22 +40,55 @@ PUBLIC_ACCESS_BLOCK = {
 }
 
 
-def tls_only_policy(partition: str, bucket: str) -> dict[str, Any]:
+#: The Sids of the statements this stack owns in the bucket policy.
+POLICY_SIDS = ("DenyInsecureTransport", "SecretsReadByHostAndOperatorsOnly", "DeployAndSecretsWrittenByOperatorsOnly")
+
+
+def bucket_policy(partition: str, bucket: str, prefixes: Prefixes, host_role_arn: str,
+                  operator_arns: tuple[str, ...]) -> dict[str, Any]:
+    """The bucket's policy: TLS only; secrets read by the host and operators; deploy/secrets written by operators.
+
+    ``aws:PrincipalArn`` is the role's ARN for any session of that role (the
+    instance profile's included), and the user's ARN for an IAM user.
+    """
     arn = f"arn:{partition}:s3:::{bucket}"
+    secrets, deploy = f"{arn}/{prefixes.secrets}*", f"{arn}/{prefixes.deploy}*"
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "DenyInsecureTransport",
+                "Sid": POLICY_SIDS[0],
                 "Effect": "Deny",
                 "Principal": "*",
                 # Deny-all for plain HTTP is the documented TLS-only pattern; it grants nothing.
                 "Action": "s3:*",
                 "Resource": [arn, f"{arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
+            },
+            {
+                "Sid": POLICY_SIDS[1],
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject*",
+                "Resource": secrets,
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": [host_role_arn, *operator_arns]}},
+            },
+            {
+                "Sid": POLICY_SIDS[2],
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject*", "s3:DeleteObject*"],
+                "Resource": [deploy, secrets],
+                "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(operator_arns)}},
+            },
         ],
     }
+
+
+def wanted_policy(ctx: Context) -> dict[str, Any]:
+    part = ctx.clients.partition
+    host_role = f"arn:{part}:iam::{ctx.clients.account_id}:role/{tags.resource_name(ctx.stack, 'instance')}"
+    return bucket_policy(part, bucket_name(ctx.cfg), ctx.cfg.bucket.prefixes, host_role, operators(ctx).arns)
 
 
 def _normal(doc: Any) -> Any:
@@ -133,12 +174,15 @@ class Bucket(Resource):
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["bucket"] = live["name"]
 
+    def note(self, ctx: Context) -> str:
+        return operators(ctx).describe()
+
     def desired(self, ctx: Context) -> dict[str, Any]:
         return {
             "public_access_block": PUBLIC_ACCESS_BLOCK,
             "encryption": ["AES256"],
             "versioning": "Enabled",
-            "policy": _normal(tls_only_policy(ctx.clients.partition, bucket_name(ctx.cfg))),
+            "policy": _normal(wanted_policy(ctx)),
             "tags": tags.resource_tags(ctx.stack, "bucket"),
         }
 
@@ -180,9 +224,7 @@ class Bucket(Resource):
         if "versioning" in changed:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"}, **owner)
         if "policy" in changed:
-            s3.put_bucket_policy(
-                Bucket=name, Policy=json.dumps(tls_only_policy(ctx.clients.partition, name)), **owner
-            )
+            s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted_policy(ctx)), **owner)
         if "tags" in changed:
             merged = dict(live["all_tags"])
             merged.update(tags.resource_tags(ctx.stack, "bucket"))

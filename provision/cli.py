@@ -369,15 +369,16 @@ def next_run(calendar: Any, local: str, now: dt.datetime) -> tuple[dt.datetime, 
 
 def _last_commands(ctx: Context, instance_id: str) -> list[str]:
     """The last sync / end-of-day command results the SSM history shows, if any."""
-    from provision.lambdas import EOD_COMMAND, SYNC_COMMAND
+    from provision.documents import document_name
 
     try:
         commands = ctx.clients.ssm.list_commands(InstanceId=instance_id, MaxResults=50).get("Commands", [])
     except ClientError:
         return ["last runs  (SSM command history not readable)"]
     lines = []
-    for label, wanted in (("last start", SYNC_COMMAND), ("last stop", EOD_COMMAND)):
-        runs = [c for c in commands if wanted in " ".join(c.get("Parameters", {}).get("commands", []))]
+    for label, kind in (("last start", "sync"), ("last stop", "eod")):
+        wanted = document_name(ctx.stack, kind)
+        runs = [c for c in commands if c.get("DocumentName") == wanted]
         runs.sort(key=lambda c: c.get("RequestedDateTime") or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
         if runs:
             last = runs[-1]
@@ -385,7 +386,7 @@ def _last_commands(ctx: Context, instance_id: str) -> list[str]:
             when_s = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if when else "?"
             lines.append(f"{label.ljust(11)} {last.get('Status', '?')} ({when_s}, {wanted})")
         else:
-            lines.append(f"{label.ljust(11)} - (no {wanted!r} command in the SSM history)")
+            lines.append(f"{label.ljust(11)} - (no run of {wanted} in the SSM history)")
     return lines
 
 
@@ -456,12 +457,12 @@ TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
 
 
 def _sync_now(ctx: Context, o: _Out) -> int:
-    """Run the sync command on the running host through SSM, wait for it, print its last line.
+    """Run the stack's sync document on the running host through SSM, wait for it, print its last line.
 
-    The same command the start function sends (docs/CONTRACTS.md). Its output
+    The same document the start function sends (docs/CONTRACTS.md). Its output
     never holds a secret (the routine prints key names and sizes only).
     """
-    from provision.lambdas import SYNC_COMMAND
+    from provision.documents import COMMANDS, document_name
 
     inst = find_instance(ctx)
     if not inst:
@@ -473,15 +474,16 @@ def _sync_now(ctx: Context, o: _Out) -> int:
         return 0
     timeout = ctx.cfg.schedule.command_timeout_seconds
     ssm = ctx.clients.ssm
+    document = document_name(ctx.stack, "sync")
     sent = ssm.send_command(
         InstanceIds=[iid],
-        DocumentName="AWS-RunShellScript",
-        Parameters={"commands": [SYNC_COMMAND], "executionTimeout": [str(timeout)]},
+        DocumentName=document,
+        Parameters={"executionTimeout": [str(timeout)]},
         TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, timeout),
         Comment="provision publish --sync",
     )
     command_id = sent["Command"]["CommandId"]
-    o.line(f"Syncing host {iid} ({SYNC_COMMAND}, SSM command {command_id}) ...")
+    o.line(f"Syncing host {iid} ({document}: {COMMANDS['sync']}, SSM command {command_id}) ...")
     waited = 0.0
     while True:
         try:

@@ -113,6 +113,31 @@ def full_bucket_name(value: str, ctx: Context) -> str:
     return value
 
 
+def not_reserved(value: str, ctx: Context) -> str:
+    if value.startswith(("aws", "amazon", "amzn")):
+        raise Problem(f"{value!r} starts with a prefix AWS reserves for its own SSM documents (<stack>-sync and "
+                      "<stack>-eod are the stack's); choose another name")
+    return value
+
+
+# An IAM principal as the bucket policy's aws:PrincipalArn sees it: a user, a role (with its path), the root.
+_PRINCIPAL_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|(user|role)/([\w+=,.@-]+/)*[\w+=,.@-]+)$")
+_SESSION_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sts::(\d{12}):assumed-role/([\w+=,.@-]+)/")
+
+
+def principal_arn(value: Any, ctx: Context) -> str:
+    """An IAM user or role ARN (no wildcards, not a role session)."""
+    arn = string(value, ctx)
+    session = _SESSION_ARN.match(arn)
+    if session:
+        raise Problem(f"{arn!r} is a role session; list the role itself, e.g. arn:aws:iam::{session.group(2)}:role/"
+                      f"{session.group(3)} (with its path: aws iam get-role --role-name {session.group(3)})")
+    if not _PRINCIPAL_ARN.match(arn):
+        raise Problem(f"{arn!r} is not an IAM user or role ARN, e.g. arn:aws:iam::123456789012:user/alice "
+                      "(no wildcards)")
+    return arn
+
+
 def prefix(value: Any, ctx: Context) -> str:
     value = string(value, ctx)
     if not re.match(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$", value):
@@ -234,7 +259,7 @@ def _minutes(hhmm_text: str) -> int:
 class StackConfig:
     name: str = key(string, matches(r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$",
                                     "{value!r} must be 2-30 lowercase letters, digits or '-', starting with a "
-                                    "letter (it prefixes every resource name)"))
+                                    "letter (it prefixes every resource name)"), not_reserved)
     region: str = key(string, aws_region)
 
 
@@ -265,7 +290,11 @@ class Prefixes:
 @dataclass(frozen=True)
 class BucketConfig:
     name: str = key(string, full_bucket_name)
-    prefixes: Prefixes = key(nested(Prefixes), default=None, doc_default="the four defaults below")
+    prefixes: Prefixes = key(nested(Prefixes), default={}, doc_default="the four defaults below")
+    # Who may write deploy/ and secrets/ and read secrets/ (with the instance role): the bucket policy's
+    # exceptions. Empty: the principal that runs `up`.
+    operators: tuple[str, ...] = key(each(principal_arn), distinct("operator"), default=(),
+                                     doc_default="`[]` (whoever runs `up`)")
 
 
 def _graviton(instance_type: str) -> bool:
@@ -604,8 +633,6 @@ def validate(raw: Any, path: Path, env: Mapping[str, str] | None = None, today: 
         raise ConfigError(str(path), problems.lines)
     built = {name: sections[name] if cls is None else build(cls, sections[name])
              for name, (cls, _) in SECTIONS.items()}
-    if built["bucket"].prefixes is None:
-        built["bucket"] = BucketConfig(built["bucket"].name, Prefixes())
     return Config(path=path, raw=raw, **built)
 
 

@@ -102,6 +102,10 @@ class Resource:
     def check_delete(self, ctx: Context, live: dict[str, Any]) -> None:
         """Raise before anything is deleted if this resource cannot be (e.g. a non-empty bucket)."""
 
+    def note(self, ctx: Context) -> str:
+        """A line ``plan`` shows with the resource, changed or not (e.g. who the bucket's operators are)."""
+        return ""
+
 
 @dataclass
 class Diff:
@@ -217,9 +221,9 @@ class Engine:
         if not r.enabled(ctx):
             return Change(r.address, r.label(ctx), "noop", live=live)
         if live is None:
-            return Change(r.address, r.label(ctx), "create")
+            return Change(r.address, r.label(ctx), "create", note=r.note(ctx))
         diffs = compare(live, r.desired(ctx))
-        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live)
+        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx))
 
     def plan_up(self, ctx: Context) -> Plan:
         return Plan([self._change_for(ctx, r) for r in self.resources])

@@ -2,9 +2,14 @@
 
 - ``<stack>-instance`` (EC2, with an instance profile of the same name): read
   the bucket's deploy and secrets prefixes, write the logs and ledger
-  prefixes, and AWS's ``AmazonSSMManagedInstanceCore`` for the SSM agent.
+  prefixes, and the SSM agent's own actions (register, receive commands,
+  Session Manager channels). Not AWS's ``AmazonSSMManagedInstanceCore``: it
+  grants ``ssm:GetParameter(s)`` on every parameter, the SSH private key
+  among them, to any process on the host. No ``ssm:GetParameter*`` at all.
 - ``<stack>-scheduler`` (the start/stop Lambdas): start/stop this one
-  instance, send ``AWS-RunShellScript`` to it, read command results, publish
+  instance, send the stack's two SSM documents (``<stack>-sync``,
+  ``<stack>-eod``; :mod:`provision.documents`) to it and nothing else (not
+  ``AWS-RunShellScript``, which runs any shell command), read command results, publish
   to the stack's topic, read the access token object's metadata, and write
   its own log groups.
 
@@ -23,11 +28,29 @@ from provision import tags
 from provision.aws import error_code, paginate
 from provision.bucket import _normal
 from provision.config import bucket_name
+from provision.documents import document_arn
 from provision.engine import UNKNOWN, Context, Diff, Resource
 
-SSM_CORE = "AmazonSSMManagedInstanceCore"
 #: Statements allowed to use ``"Resource": "*"``, because AWS has no resource scoping for their actions.
-STAR_RESOURCE_SIDS = frozenset({"DescribeHasNoResourceScope", "CommandResultsHaveNoResourceScope"})
+STAR_RESOURCE_SIDS = frozenset(
+    {"DescribeHasNoResourceScope", "CommandResultsHaveNoResourceScope", "AgentMessagesHaveNoResourceScope"}
+)
+#: What the SSM agent needs for Run Command and Session Manager (AmazonSSMManagedInstanceCore less
+#: its parameter reads and the State Manager, inventory, patching and Distributor actions the stack
+#: does not use). ec2messages carries Run Command; ssmmessages carries Session Manager (and Run
+#: Command on newer agents).
+AGENT_MESSAGE_ACTIONS = (
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
 
 
 def trust(service: str) -> dict[str, Any]:
@@ -39,6 +62,7 @@ def trust(service: str) -> dict[str, Any]:
 
 def instance_policy(ctx: Context) -> dict[str, Any]:
     part, bucket = ctx.clients.partition, bucket_name(ctx.cfg)
+    region, account = ctx.cfg.stack.region, ctx.clients.account_id
     p = ctx.cfg.bucket.prefixes
     arn = f"arn:{part}:s3:::{bucket}"
     return {
@@ -51,6 +75,12 @@ def instance_policy(ctx: Context) -> dict[str, Any]:
              "Resource": [f"{arn}/{p.deploy}*", f"{arn}/{p.secrets}*", f"{arn}/{p.ledger}*"]},
             {"Sid": "WriteLogsAndLedger", "Effect": "Allow", "Action": ["s3:PutObject"],
              "Resource": [f"{arn}/{p.logs}*", f"{arn}/{p.ledger}*"]},
+            # The agent registers and reports its host's state (scoped to this account's instances).
+            {"Sid": "AgentRegisters", "Effect": "Allow", "Action": ["ssm:UpdateInstanceInformation"],
+             "Resource": [f"arn:{part}:ec2:{region}:{account}:instance/*"]},
+            # The message and session channel actions support no resource-level permissions in IAM.
+            {"Sid": "AgentMessagesHaveNoResourceScope", "Effect": "Allow", "Action": list(AGENT_MESSAGE_ACTIONS),
+             "Resource": "*"},
         ],
     }
 
@@ -80,11 +110,13 @@ def scheduler_policy(ctx: Context) -> dict[str, Any]:
                 "Action": ["ec2:DescribeInstanceStatus", "ec2:DescribeInstances"],
                 "Resource": "*",
             },
+            # SendCommand is authorized on the document and on the instance: only these two fixed
+            # documents, only to this host.
             {
-                "Sid": "RunCommandOnTheHost",
+                "Sid": "SendTheStackDocumentsToTheHost",
                 "Effect": "Allow",
                 "Action": ["ssm:SendCommand"],
-                "Resource": [instance_arn, f"arn:{part}:ssm:{region}::document/AWS-RunShellScript"],
+                "Resource": [instance_arn, document_arn(ctx, "sync"), document_arn(ctx, "eod")],
             },
             # GetCommandInvocation and CancelCommand (a command past its deadline) support no
             # resource-level permissions in IAM.
@@ -265,7 +297,6 @@ class InstanceRole(Role):
     address = "iam.instance_role"
     kind = "instance"
     service = "ec2.amazonaws.com"
-    managed = (SSM_CORE,)
     with_profile = True
 
     def policy(self, ctx: Context) -> dict[str, Any]:

@@ -18,13 +18,12 @@ from provision import lambda_package, tags
 from provision.aws import error_code, retry_on
 from provision.config import DEFAULT_CONFIG, Config, bucket_name
 from provision.config import load as load_config
+from provision.documents import document_name
 from provision.engine import Context, Diff, Resource
 
 RUNTIME = "python3.12"
 TIMEOUT_SECONDS = 900
 MEMORY_MB = 256
-SYNC_COMMAND = "simpletrader-workspace sync"
-EOD_COMMAND = "simpletrader-workspace eod"
 # Lambda retries a failed asynchronous (EventBridge) invocation twice by default.
 # start: one more try can still save the trading day (a transient sync failure);
 # stop: a retry would only find the instance stopped and report that instead of
@@ -44,8 +43,8 @@ def environment(ctx: Context) -> dict[str, str]:
         "ST_BUCKET": bucket_name(cfg),
         "ST_TOPIC_ARN": f"{ctx.id('topic_arn')}",
         "ST_TIMEZONE": cfg.schedule.timezone,
-        "ST_SYNC_COMMAND": SYNC_COMMAND,
-        "ST_EOD_COMMAND": EOD_COMMAND,
+        "ST_SYNC_DOCUMENT": document_name(ctx.stack, "sync"),
+        "ST_EOD_DOCUMENT": document_name(ctx.stack, "eod"),
         "ST_TOKEN_KEY": cfg.bucket.prefixes.secrets + "access_token.txt",
         "ST_MANIFEST_KEY": cfg.bucket.prefixes.deploy + "manifest.json",
         "ST_TOKEN_FRESH_AFTER": cfg.host.token_fresh_after,

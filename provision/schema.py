@@ -199,9 +199,9 @@ def each(check: Check) -> Check:
 def as_list(value: Any, ctx: Context) -> list[Any]:
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, (list, tuple)):  # YAML gives lists; a key's default may be a tuple
         raise Problem(f"must be a list (use [] for none), got {value!r}")
-    return value
+    return list(value)
 
 
 # --------------------------------------------------------------------------- value checks shared by keys

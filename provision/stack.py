@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from provision import network
 from provision.bucket import Bucket
+from provision.documents import Document
 from provision.engine import Engine, Resource
 from provision.iam import InstanceRole, SchedulerRole
 from provision.instance import ElasticIp, Instance
@@ -26,6 +27,8 @@ def resources() -> list[Resource]:
         InstanceRole(),
         Instance(),
         ElasticIp(),
+        Document("sync"),
+        Document("eod"),
         SchedulerRole(),
         Function("start"),
         Function("stop"),

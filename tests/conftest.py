@@ -25,6 +25,7 @@ from devtools import localaws  # noqa: E402
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root: needs root (network namespaces, mounts, systemd-nspawn)")
     config.addinivalue_line("markers", "testhost: boots a Debian 11 test host")
+    config.addinivalue_line("markers", "scan: runs the security scanners of .venv-scan/ (tests/security)")
 
 
 def needs_root_reason() -> str | None:

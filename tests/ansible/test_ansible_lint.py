@@ -10,8 +10,8 @@ from tests.ansible.helpers_ansible import ROOT, tool, tool_env
 def test_ansible_lint_production_profile() -> None:
     cmd = [tool("ansible-lint"), "--profile", "production", "--nocolor", "roles", "playbooks", "site.yml"]
     # As `make lint` runs it: the syntax checks read no EC2 inventory.
-    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(ANSIBLE_INVENTORY=str(ROOT / "tests/ansible/lint-inventory.yml")), capture_output=True,
-                          text=True, timeout=600)
+    env = tool_env(ANSIBLE_INVENTORY=str(ROOT / "tests/ansible/lint-inventory.yml"))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Profile 'production' was required, and it passed" in out

@@ -68,8 +68,9 @@ def test_normal_day_starts_syncs_trades_uploads_and_stops(day: Day, normal: dict
     assert normal["start"]["outcome"] == "synced"
     assert normal["stop"]["ok"] is True
     assert day.instance_state() == "stopped"
-    # the agent ran exactly the routines' command lines, in order
+    # the functions sent the stack's own documents, and the agent ran their fixed command lines, in order
     assert day.agent is not None
+    assert day.agent.sent[:2] == ["simpletrader-sync", "simpletrader-eod"]
     assert day.agent.ran[:2] == ["simpletrader-workspace sync", "simpletrader-workspace eod"]
 
     bucket = day.stack.functions["start"]["ST_BUCKET"]

@@ -33,8 +33,9 @@ from provision import config  # noqa: E402
 from provision.trading_calendar import build_calendar  # noqa: E402
 
 IST = timezone(timedelta(hours=5, minutes=30))
-SYNC_COMMAND = "simpletrader-workspace sync"
-EOD_COMMAND = "simpletrader-workspace eod"
+# The stack's own SSM documents (provision/documents.py); the functions send nothing else.
+SYNC_DOCUMENT = "simpletrader-sync"
+EOD_DOCUMENT = "simpletrader-eod"
 # Planted in the bucket; must never show up in logs or notifications.
 SECRET_API_KEY = "kite-api-secret-5f1d0c9e7b"
 SECRET_TOKEN = "access-token-9a8b7c6d5e4f3a2b1c"
@@ -155,8 +156,8 @@ def make_settings(**changes: Any) -> Settings:
         bucket="simpletrader-working-bucket-test",
         topic_arn="arn:aws:sns:ap-south-1:123456789012:simpletrader-events",
         timezone="Asia/Kolkata",
-        sync_command=SYNC_COMMAND,
-        eod_command=EOD_COMMAND,
+        sync_document=SYNC_DOCUMENT,
+        eod_document=EOD_DOCUMENT,
         token_key="secrets/access_token.txt",
         manifest_key="deploy/manifest.json",
         token_fresh_after=(6, 0),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import start
 import stop
-from fnhelpers import EOD_COMMAND, SECRET_API_KEY, SECRET_TOKEN, SYNC_COMMAND, FakeContext, Stack
+from fnhelpers import EOD_DOCUMENT, SECRET_API_KEY, SECRET_TOKEN, SYNC_DOCUMENT, FakeContext, Stack
 from st_runtime import EventError, InvocationFailed, parse_event
 from st_settings import SettingsError, load_settings
 
@@ -25,7 +25,7 @@ def env_for(stack: Stack) -> dict[str, str]:
     s = stack.settings
     return {
         "ST_INSTANCE_ID": s.instance_id, "ST_BUCKET": s.bucket, "ST_TOPIC_ARN": s.topic_arn,
-        "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_COMMAND": SYNC_COMMAND, "ST_EOD_COMMAND": EOD_COMMAND,
+        "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_DOCUMENT": SYNC_DOCUMENT, "ST_EOD_DOCUMENT": EOD_DOCUMENT,
         "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_MANIFEST_KEY": "deploy/manifest.json",
         "ST_TOKEN_FRESH_AFTER": "06:00",
         "ST_AGENT_WAIT_SECONDS": "300", "ST_COMMAND_TIMEOUT_SECONDS": "600",
@@ -47,7 +47,7 @@ def lambda_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 BASE_ENV = {
     "ST_INSTANCE_ID": "i-0123456789abcdef0", "ST_BUCKET": "b",
     "ST_TOPIC_ARN": "arn:aws:sns:ap-south-1:1:st-events",
-    "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_COMMAND": SYNC_COMMAND, "ST_EOD_COMMAND": EOD_COMMAND,
+    "ST_TIMEZONE": "Asia/Kolkata", "ST_SYNC_DOCUMENT": SYNC_DOCUMENT, "ST_EOD_DOCUMENT": EOD_DOCUMENT,
     "ST_TOKEN_KEY": "secrets/access_token.txt", "ST_MANIFEST_KEY": "deploy/manifest.json",
     "ST_TOKEN_FRESH_AFTER": "06:00",
 }
@@ -74,6 +74,8 @@ def test_each_missing_variable_is_named(missing: str) -> None:
     ("ST_INSTANCE_ID", "web-1"), ("ST_TIMEZONE", "India/Mumbai"), ("ST_TOKEN_FRESH_AFTER", "6am"),
     ("ST_TOPIC_ARN", "simpletrader-events"), ("ST_AGENT_WAIT_SECONDS", "five"),
     ("ST_COMMAND_TIMEOUT_SECONDS", "0"), ("ST_WAITER_DELAY_SECONDS", "-1"),
+    ("ST_SYNC_DOCUMENT", "AWS-RunShellScript"), ("ST_EOD_DOCUMENT", "amazon-something"),
+    ("ST_SYNC_DOCUMENT", "simpletrader sync"),
 ])
 def test_invalid_variables_are_named(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
@@ -129,7 +131,8 @@ def test_start_then_stop_handlers_through_a_trading_day(lambda_env: Stack) -> No
     stopped = stop.handler(stop_event, FakeContext(900_000))
     assert stopped["outcome"] == "stopped" and lambda_env.state() == "stopped"
     sent = sorted(lambda_env.commands(), key=lambda c: c["RequestedDateTime"])
-    assert [c["Parameters"]["commands"] for c in sent] == [[SYNC_COMMAND], [EOD_COMMAND]]
+    assert [(c["DocumentName"], c["Parameters"]) for c in sent] == [
+        (SYNC_DOCUMENT, {"executionTimeout": ["600"]}), (EOD_DOCUMENT, {"executionTimeout": ["600"]})]
     subjects = [n["subject"] for n in lambda_env.notifications()]
     assert subjects[0].startswith("simpletrader start 2026-01-28: started and synced")
     assert subjects[1] == "simpletrader stop 2026-01-28: end of day done, instance stopped"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import start
 from fnhelpers import (
-    SYNC_COMMAND,
+    SYNC_DOCUMENT,
     FakeClock,
     Stack,
     answer_first,
@@ -64,11 +64,10 @@ def test_start_from_stopped_starts_syncs_and_reports(stack: Stack) -> None:
     assert result["date"] == WEDNESDAY
     assert result["calendar"] == {"date": WEDNESDAY, "open": True, "reason": "trading-day", "name": None}
     [cmd] = stack.commands()
-    assert cmd["DocumentName"] == "AWS-RunShellScript"
+    assert cmd["DocumentName"] == SYNC_DOCUMENT  # the stack's own document, never AWS-RunShellScript
     assert stack.instance_id in cmd["InstanceIds"]
-    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]["commands"]) for c in sent] == [
-        ([stack.instance_id], "AWS-RunShellScript", [SYNC_COMMAND])]
-    assert cmd["Parameters"]["commands"] == [SYNC_COMMAND]
+    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]) for c in sent] == [
+        ([stack.instance_id], SYNC_DOCUMENT, {"executionTimeout": ["600"]})]
     assert result["command"]["id"] == cmd["CommandId"] and result["command"]["status"] == "Success"
     [note] = stack.notifications()
     assert note["subject"].startswith(f"simpletrader start {WEDNESDAY}: started and synced")
@@ -81,7 +80,7 @@ def test_start_when_running_does_not_start_again(stack: Stack) -> None:
     assert result["outcome"] == "synced"
     assert result["state_before"] == "running"
     assert starts() == 0
-    assert [c["Parameters"]["commands"] for c in stack.commands()] == [[SYNC_COMMAND]]
+    assert [c["DocumentName"] for c in stack.commands()] == [SYNC_DOCUMENT]
 
 
 def test_start_while_stopping_waits_for_stopped_then_starts(stack: Stack) -> None:
@@ -296,7 +295,7 @@ def test_dry_run_changes_nothing_and_says_what_would_happen(stack: Stack) -> Non
     result = run(stack, dry_run=True)
     assert result["outcome"] == "dry-run"
     assert any("start instance" in w for w in result["would"])
-    assert any(SYNC_COMMAND in w for w in result["would"])
+    assert any(SYNC_DOCUMENT in w for w in result["would"])
     assert starts() == 0 and stack.state() == "stopped"
     assert stack.commands() == [] and stack.notifications() == []
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import stop
 from fnhelpers import (
-    EOD_COMMAND,
+    EOD_DOCUMENT,
     FakeClock,
     Stack,
     answer_first,
@@ -49,11 +49,10 @@ def test_stop_when_running_runs_eod_then_stops(stack: Stack) -> None:
     assert stack.state() == "stopped"
     assert order == ["eod", "stop"]
     [cmd] = stack.commands()
-    assert cmd["DocumentName"] == "AWS-RunShellScript"
+    assert cmd["DocumentName"] == EOD_DOCUMENT  # the stack's own document, never AWS-RunShellScript
     assert stack.instance_id in cmd["InstanceIds"]
-    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]["commands"]) for c in sent] == [
-        ([stack.instance_id], "AWS-RunShellScript", [EOD_COMMAND])]
-    assert cmd["Parameters"]["commands"] == [EOD_COMMAND]
+    assert [(c["InstanceIds"], c["DocumentName"], c["Parameters"]) for c in sent] == [
+        ([stack.instance_id], EOD_DOCUMENT, {"executionTimeout": ["600"]})]
     [note] = stack.notifications()
     assert note["subject"] == f"simpletrader stop {DAY}: end of day done, instance stopped"
     assert "running -> stopped" in note["message"]
@@ -148,6 +147,6 @@ def test_dry_run_changes_nothing(stack: Stack) -> None:
     stops = stack.count(stack.ec2, "ec2.StopInstances")
     result = run(stack, dry_run=True)
     assert result["outcome"] == "dry-run"
-    assert any(EOD_COMMAND in w for w in result["would"])
+    assert any(EOD_DOCUMENT in w for w in result["would"])
     assert stops() == 0 and stack.state() == "running"
     assert stack.commands() == [] and stack.notifications() == []

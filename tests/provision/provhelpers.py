@@ -183,7 +183,15 @@ def live_counts() -> dict[str, int]:
             [f for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith("simpletrader-")]
         ),
         "rule": len(rules),
+        "document": len(own_documents()),
     }
+
+
+def own_documents() -> list[str]:
+    """The SSM documents this account made (not AWS's own), by name."""
+    ssm = boto3.client("ssm")
+    found = ssm.list_documents(Filters=[{"Key": "Owner", "Values": ["Self"]}])["DocumentIdentifiers"]
+    return sorted(d["Name"] for d in found)
 
 
 FULL = {
@@ -202,6 +210,7 @@ FULL = {
     "profile": 1,
     "function": 2,
     "rule": 2,
+    "document": 2,
 }
 
 
@@ -263,6 +272,7 @@ def assert_no_orphans() -> None:
     assert len(params) == 1, params
     assert len(boto3.client("lambda").list_functions()["Functions"]) == 2
     assert len(boto3.client("events").list_rules()["Rules"]) == 2
+    assert own_documents() == ["simpletrader-eod", "simpletrader-sync"]
     assert len(boto3.client("sns").list_topics()["Topics"]) == 1
     assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1
     profiles = boto3.client("iam").list_instance_profiles()["InstanceProfiles"]

@@ -34,6 +34,18 @@ def test_the_repository_config_is_valid() -> None:
         "logs": "logs/",
         "ledger": "ledger/",
     }
+    assert cfg.bucket.operators == ()  # whoever runs `up`
+
+
+def test_operators_accept_users_roles_with_paths_and_the_root(tmp_path: Path) -> None:
+    raw = base_config()
+    arns = ["arn:aws:iam::123456789012:user/alice",
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0a1b",
+            "arn:aws:iam::123456789012:root"]
+    raw["bucket"]["operators"] = arns
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(raw))
+    assert config.load(path, env={}).bucket.operators == tuple(arns)
 
 
 def test_bucket_name_takes_the_suffix_from_either_variable() -> None:
@@ -111,6 +123,7 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
         ),
         ("stack", "region", "ap-south-9", "stack.region: 'ap-south-9' is not an AWS region"),
         ("stack", "name", "Simple Trader", "stack.name:"),
+        ("stack", "name", "aws-trader", "stack.name: 'aws-trader' starts with a prefix AWS reserves"),
         ("calendar", "exchange", "XXXX", "calendar.exchange: 'XXXX' is not a market code"),
         (
             "calendar",
@@ -126,6 +139,13 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
          "calendar.special_sessions[0].nmae: unknown key; did you mean 'name'?"),
         ("calendar", "special_sessions", [{"name": "no date"}], "calendar.special_sessions[0].date: is missing"),
         ("calendar", "special_sessions", ["2026-11-08"], "calendar.special_sessions[0]: must be a mapping like"),
+        ("bucket", "operators", ["arn:aws:iam::123456789012:user/*"], "bucket.operators[0]: 'arn:aws:iam::"),
+        ("bucket", "operators", ["arn:aws:sts::123456789012:assumed-role/Admin/alice"],
+         "bucket.operators[0]: 'arn:aws:sts::123456789012:assumed-role/Admin/alice' is a role session; list the "
+         "role itself, e.g. arn:aws:iam::123456789012:role/Admin"),
+        ("bucket", "operators", "arn:aws:iam::123456789012:user/alice", "bucket.operators: must be a list"),
+        ("bucket", "operators", ["arn:aws:iam::123456789012:role/a", "arn:aws:iam::123456789012:role/a"],
+         "listed twice"),
     ],
 )
 def test_single_problems(tmp_path: Path, section: str, key: str, value: Any, expected: str) -> None:

@@ -190,7 +190,8 @@ def test_publish_token_sync_runs_the_sync_on_the_running_host(run: Runner, tmp_p
     assert result.code == 0, result.err
     instance = boto3.client("ec2").describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]
     [params] = sent
-    assert params["InstanceIds"] == [instance] and params["Parameters"]["commands"] == ["simpletrader-workspace sync"]
+    assert params["InstanceIds"] == [instance] and params["DocumentName"] == "simpletrader-sync"
+    assert params["Parameters"] == {"executionTimeout": ["600"]}
     assert result.out.splitlines()[-1] == "Host synced: sync: ready release=r1 venv=abc"
     assert "b" * 32 not in result.out + result.err
 

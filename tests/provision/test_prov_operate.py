@@ -44,8 +44,8 @@ def state(instance: str) -> str:
 
 
 def sent(instance: str) -> list[str]:
-    return [" ".join(c["Parameters"]["commands"]) for c in
-            boto3.client("ssm").list_commands(InstanceId=instance)["Commands"]]
+    """The SSM documents sent to the instance, oldest first."""
+    return [c["DocumentName"] for c in boto3.client("ssm").list_commands(InstanceId=instance)["Commands"]]
 
 
 def today() -> str:
@@ -75,14 +75,14 @@ def test_start_sync_and_stop_eod_run_the_routines(run: Runner, stack: dict[str, 
     ready = invocation("Success", "sync: ready release=r1 venv=abc\n")
     start = run("start", "--sync", hooks=[("before-send", ready)])
     assert start.code == 0, start.err
-    assert sent(stack["instance"]) == ["simpletrader-workspace sync"]
+    assert sent(stack["instance"]) == ["simpletrader-sync"]
     assert "command-result" in start.out and "sync: ready release=r1 venv=abc" in start.out
     assert subjects(stack["queue"])[0].startswith(f"simpletrader start {today()} (manual): started and synced")
 
     done = invocation("Success", "eod: uploaded 3 files (logs/2026-11-30/, ledger/)\n")
     stop = run("stop", "--eod", hooks=[("before-send", done)])
     assert stop.code == 0, stop.err
-    assert sent(stack["instance"])[-1] == "simpletrader-workspace eod"
+    assert sent(stack["instance"])[-1] == "simpletrader-eod"
     assert state(stack["instance"]) == "stopped"
     assert subjects(stack["queue"]) == [f"simpletrader stop {today()} (manual): end of day done, instance stopped"]
 

@@ -27,7 +27,7 @@ def assert_key_pair_recoverable() -> None:
 def test_up_from_empty_creates_everything_and_second_up_changes_nothing(run: Runner) -> None:
     first = run("up", "--yes")
     assert first.code == 0, first.err
-    assert "Plan: 16 to add, 0 to change, 0 to destroy." in first.out
+    assert "Plan: 18 to add, 0 to change, 0 to destroy." in first.out
     assert "instance: created" in first.out  # a progress line per resource
     assert live_counts() == FULL
     assert_no_orphans()
@@ -50,11 +50,11 @@ def test_plan_is_read_only_and_reports_changes(run: Runner) -> None:
     result = run("plan", "--detailed-exitcode")
     assert result.code == 2
     assert "+ instance (simpletrader-host)" in result.out
-    assert result.out.strip().endswith("Plan: 16 to add, 0 to change, 0 to destroy.")
+    assert result.out.strip().endswith("Plan: 18 to add, 0 to change, 0 to destroy.")
     assert run.last_recorder is not None and run.last_recorder.mutating() == []
     as_json = run("plan", "--json")
     data = json.loads(as_json.out)
-    assert data["summary"] == {"add": 16, "change": 0, "destroy": 0}
+    assert data["summary"] == {"add": 18, "change": 0, "destroy": 0}
     assert {c["address"] for c in data["changes"]} >= {"bucket", "keypair", "instance", "schedule.start"}
     assert live_counts()["vpc"] == 0
 
@@ -116,8 +116,8 @@ def assert_security_properties() -> None:
             assert all("*" not in a for a in actions), st
             if st["Resource"] == "*" or "*" in st["Resource"]:
                 assert st["Sid"] in STAR_RESOURCE_SIDS, st
-    attached = iam.list_attached_role_policies(RoleName="simpletrader-instance")["AttachedPolicies"]
-    assert [p["PolicyName"] for p in attached] == ["AmazonSSMManagedInstanceCore"]
+    # No AWS managed policy: AmazonSSMManagedInstanceCore would let the host read every parameter.
+    assert iam.list_attached_role_policies(RoleName="simpletrader-instance")["AttachedPolicies"] == []
     assert iam.list_attached_role_policies(RoleName="simpletrader-scheduler")["AttachedPolicies"] == []
     sched = iam.get_role_policy(RoleName="simpletrader-scheduler", PolicyName="simpletrader-scheduler-access")
     start_stop = [s for s in sched["PolicyDocument"]["Statement"] if s["Sid"] == "StartStopTheHost"][0]
@@ -138,8 +138,8 @@ def assert_security_properties() -> None:
             "ST_BUCKET",
             "ST_TOPIC_ARN",
             "ST_TIMEZONE",
-            "ST_SYNC_COMMAND",
-            "ST_EOD_COMMAND",
+            "ST_SYNC_DOCUMENT",
+            "ST_EOD_DOCUMENT",
             "ST_TOKEN_KEY",
             "ST_MANIFEST_KEY",
             "ST_TOKEN_FRESH_AFTER",
@@ -149,6 +149,7 @@ def assert_security_properties() -> None:
         assert env["ST_INSTANCE_ID"] == inst["InstanceId"]
         assert env["ST_TOKEN_KEY"] == "secrets/access_token.txt"
         assert env["ST_MANIFEST_KEY"] == "deploy/manifest.json"
+        assert (env["ST_SYNC_DOCUMENT"], env["ST_EOD_DOCUMENT"]) == ("simpletrader-sync", "simpletrader-eod")
         policy = json.loads(lam.get_policy(FunctionName=f"simpletrader-{fn}")["Policy"])
         st = policy["Statement"][0]
         assert st["Principal"] == {"Service": "events.amazonaws.com"}
