@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from provision.cron import fixed_offset
 from provision.errors import ConfigError
 from provision.rules import WEEKDAYS
 from provision.schema import (
@@ -33,11 +34,17 @@ from provision.schema import (
     Problems,
     boolean,
     build,
+    cidr,
     date,
+    distinct,
     each,
     hhmm,
     key,
+    matches,
     nested,
+    network,
+    not_empty,
+    one_of,
     read_section,
     records,
     relpath,
@@ -59,27 +66,6 @@ AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-
 
 
 # --------------------------------------------------------------------------- checks of single keys
-
-
-def matches(pattern: str, message: str) -> Any:
-    """The value matches ``pattern``; ``message`` (with ``{value!r}``) says what it should be."""
-    compiled = re.compile(pattern)
-
-    def check(value: Any, ctx: Context) -> Any:
-        if not compiled.match(value):
-            raise Problem(message.format(value=value))
-        return value
-
-    return check
-
-
-def one_of(options: tuple[str, ...], message: str) -> Any:
-    def check(value: Any, ctx: Context) -> Any:
-        if value not in options:
-            raise Problem(message.format(value=value, options=", ".join(options)))
-        return value
-
-    return check
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,32 +149,6 @@ def weekday(value: Any, ctx: Context) -> str:
     return value
 
 
-def distinct(what: str) -> Any:
-    """No item twice (after the item checks): ``'<item> is listed twice'`` at the second one."""
-
-    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
-        seen: list[Any] = []
-        items = []
-        for idx, v in enumerate(values):
-            if v in seen:
-                items.append((f"[{idx}]", f"{v} is listed twice"))
-            seen.append(v)
-        if items:
-            raise Problem("", items)
-        return values
-
-    return check
-
-
-def not_empty(message: str) -> Any:
-    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
-        if not values:
-            raise Problem(message)
-        return values
-
-    return check
-
-
 @functools.lru_cache(maxsize=1)
 def _supported_exchanges() -> frozenset[str]:
     import holidays
@@ -202,35 +162,10 @@ def exchange(value: str, ctx: Context) -> str:
     return value
 
 
-def cidr(lo: int, hi: int) -> Any:
-    def check(value: Any, ctx: Context) -> str:
-        return str(_network(value, lo, hi))
-
-    return check
-
-
-def _network(value: Any, lo: int, hi: int) -> ipaddress.IPv4Network:
-    if not isinstance(value, str):
-        raise Problem(f'must be an IPv4 CIDR string like "10.42.0.0/16", got {value!r}')
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise Problem(f'{value!r} is not an IPv4 CIDR, e.g. "10.42.0.0/16" or "203.0.113.7/32"') from None
-    if not isinstance(net, ipaddress.IPv4Network):
-        raise Problem(f"{value!r} is IPv6; only IPv4 CIDRs are supported here")
-    if "/" not in value:
-        raise Problem(f'{value!r} has no prefix length; write it as "{value}/32"')
-    if str(net) != value:
-        raise Problem(f'{value!r} has host bits set; did you mean "{net}"?')
-    if not lo <= net.prefixlen <= hi:
-        raise Problem(f"{value!r}: the prefix length must be /{lo} to /{hi}")
-    return net
-
-
 def ingress_item(value: Any, ctx: Context) -> str:
     if value == AUTO_INGRESS:
         return AUTO_INGRESS
-    net = _network(value, 0, 32)
+    net = network(value, 0, 32)
     if net.prefixlen == 0:
         raise Problem("0.0.0.0/0 would open SSH to the whole internet; list your own address as a /32, "
                       "e.g. 203.0.113.7/32, or use auto (your current address, looked up at plan/up time)")
@@ -294,7 +229,7 @@ class BucketConfig:
     # Who may write deploy/ and secrets/ and read secrets/ (with the instance role): the bucket policy's
     # exceptions. Empty: the principal that runs `up`.
     operators: tuple[str, ...] = key(each(principal_arn), distinct("operator"), default=(),
-                                     doc_default="`[]` (whoever runs `up`)")
+                                     doc_default="`[]`")
 
 
 def _graviton(instance_type: str) -> bool:
@@ -566,31 +501,6 @@ def bucket_name_problems(name: str) -> list[str]:
     ):
         problems.append("uses a prefix or suffix S3 reserves")
     return problems
-
-
-# --------------------------------------------------------------------------- time zones
-
-
-def utc_offsets(zone: str, years: list[int]) -> set[dt.timedelta]:
-    """Every UTC offset ``zone`` uses in ``years`` (sampled daily at 00:00 and 12:00 local)."""
-    tz = ZoneInfo(zone)
-    offsets: set[dt.timedelta] = set()
-    for year in years:
-        day = dt.date(year, 1, 1)
-        while day.year == year:
-            for hour in (0, 12):
-                off = dt.datetime(day.year, day.month, day.day, hour, tzinfo=tz).utcoffset()
-                if off is not None:
-                    offsets.add(off)
-            day += dt.timedelta(days=1)
-    return offsets
-
-
-def fixed_offset(zone: str, today: dt.date | None = None) -> dt.timedelta | None:
-    """The zone's one UTC offset this year and next, or ``None`` if it changes (DST)."""
-    year = (today or dt.date.today()).year
-    offsets = utc_offsets(zone, [year, year + 1])
-    return next(iter(offsets)) if len(offsets) == 1 else None
 
 
 # --------------------------------------------------------------------------- reading the file

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
-from provision.config import WEEKDAYS, fixed_offset
 from provision.errors import ProvisionError
+from provision.rules import WEEKDAYS
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # EventBridge numbers days of the week 1-7 from Sunday.
@@ -25,6 +25,28 @@ _DOW_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 
 class CronError(ProvisionError):
     pass
+
+
+def utc_offsets(zone: str, years: list[int]) -> set[dt.timedelta]:
+    """Every UTC offset ``zone`` uses in ``years`` (sampled daily at 00:00 and 12:00 local)."""
+    tz = ZoneInfo(zone)
+    offsets: set[dt.timedelta] = set()
+    for year in years:
+        day = dt.date(year, 1, 1)
+        while day.year == year:
+            for hour in (0, 12):
+                off = dt.datetime(day.year, day.month, day.day, hour, tzinfo=tz).utcoffset()
+                if off is not None:
+                    offsets.add(off)
+            day += dt.timedelta(days=1)
+    return offsets
+
+
+def fixed_offset(zone: str, today: dt.date | None = None) -> dt.timedelta | None:
+    """The zone's one UTC offset this year and next, or ``None`` if it changes (DST)."""
+    year = (today or dt.date.today()).year
+    offsets = utc_offsets(zone, [year, year + 1])
+    return next(iter(offsets)) if len(offsets) == 1 else None
 
 
 def _check_value(token: str, lo: int, hi: int, names: tuple[str, ...], name_base: int) -> bool:

@@ -4,7 +4,7 @@ A section is a frozen dataclass whose fields are declared with :func:`key`::
 
     @dataclass(frozen=True)
     class ScheduleConfig:
-        timezone: str = key(string, iana_zone, fixed_offset_zone)       # required
+        timezone: str = key(string, iana_zone)                          # required
         agent_wait_seconds: int = key(whole(10, 840), default=300)
 
 A check is a function ``(value, context) -> value`` that returns the value
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,3 +288,75 @@ def relpath(value: Any, ctx: Context) -> str:
     if isinstance(value, str) and (value.startswith("/") or ".." in PurePosixPath(value).parts):
         raise Problem(f"{value!r} must be a path relative to the workspace, without '..'")
     return str(value)
+
+
+def matches(pattern: str, message: str) -> Any:
+    """The value matches ``pattern``; ``message`` (with ``{value!r}``) says what it should be."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any, ctx: Context) -> Any:
+        if not compiled.match(value):
+            raise Problem(message.format(value=value))
+        return value
+
+    return check
+
+
+def one_of(options: tuple[str, ...], message: str) -> Any:
+    def check(value: Any, ctx: Context) -> Any:
+        if value not in options:
+            raise Problem(message.format(value=value, options=", ".join(options)))
+        return value
+
+    return check
+
+
+def distinct(what: str) -> Any:
+    """No item twice (after the item checks): ``'<item> is listed twice'`` at the second one."""
+
+    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
+        seen: list[Any] = []
+        items = []
+        for idx, v in enumerate(values):
+            if v in seen:
+                items.append((f"[{idx}]", f"{v} is listed twice"))
+            seen.append(v)
+        if items:
+            raise Problem("", items)
+        return values
+
+    return check
+
+
+def not_empty(message: str) -> Any:
+    def check(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
+        if not values:
+            raise Problem(message)
+        return values
+
+    return check
+
+
+def cidr(lo: int, hi: int) -> Any:
+    def check(value: Any, ctx: Context) -> str:
+        return str(network(value, lo, hi))
+
+    return check
+
+
+def network(value: Any, lo: int, hi: int) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        raise Problem(f'must be an IPv4 CIDR string like "10.42.0.0/16", got {value!r}')
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise Problem(f'{value!r} is not an IPv4 CIDR, e.g. "10.42.0.0/16" or "203.0.113.7/32"') from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise Problem(f"{value!r} is IPv6; only IPv4 CIDRs are supported here")
+    if "/" not in value:
+        raise Problem(f'{value!r} has no prefix length; write it as "{value}/32"')
+    if str(net) != value:
+        raise Problem(f'{value!r} has host bits set; did you mean "{net}"?')
+    if not lo <= net.prefixlen <= hi:
+        raise Problem(f"{value!r}: the prefix length must be /{lo} to /{hi}")
+    return net

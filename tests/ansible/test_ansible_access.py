@@ -42,7 +42,8 @@ def test_site_yml_at_the_root_is_the_playbook(moto: Any) -> None:
     proc = subprocess.run([tool("ansible-playbook"), "site.yml", "--list-tasks"], cwd=ROOT,
                           env=tool_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for play in ("Check the trading host is there and running", "Configure the SimpleTrader trading host"):
+    for play in ("Read the stack config and check the trading host is there and running",
+                 "Configure the SimpleTrader trading host"):
         assert play in proc.stdout
 
 

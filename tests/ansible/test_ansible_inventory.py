@@ -178,3 +178,15 @@ def test_no_hosts_is_an_empty_group_not_an_error(moto: Any, state: str) -> None:
     proc = inventory("--graph")
     assert proc.returncode == 0, proc.stderr
     assert "simpletrader-host" not in proc.stdout
+
+
+def test_the_inventorys_access_fallback_is_the_schemas_default() -> None:
+    """The inventory reads stack.yml itself (before any play); where it falls back, it falls back as the schema."""
+    import dataclasses
+    import re
+
+    from provision.config import NetworkConfig
+
+    fallbacks = set(re.findall(r"network\.access \| default\('(\w+)', true\)", INVENTORY.read_text()))
+    access = next(f for f in dataclasses.fields(NetworkConfig) if f.name == "access")
+    assert fallbacks == {access.metadata["default"]}

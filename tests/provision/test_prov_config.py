@@ -10,7 +10,7 @@ import pytest
 import yaml
 from provhelpers import Runner, base_config, write_config
 
-from provision import config
+from provision import config, cron
 from provision.errors import ConfigError
 
 
@@ -215,7 +215,7 @@ def test_missing_config_file_is_one_clear_line(run: Runner, tmp_path: Path) -> N
 
 def test_fixed_offset_zones() -> None:
     today = dt.date(2026, 11, 27)
-    assert config.fixed_offset("Asia/Kolkata", today) == dt.timedelta(hours=5, minutes=30)
-    assert config.fixed_offset("UTC", today) == dt.timedelta(0)
-    assert config.fixed_offset("America/New_York", today) is None
-    assert config.fixed_offset("Australia/Sydney", today) is None  # southern-hemisphere DST
+    assert cron.fixed_offset("Asia/Kolkata", today) == dt.timedelta(hours=5, minutes=30)
+    assert cron.fixed_offset("UTC", today) == dt.timedelta(0)
+    assert cron.fixed_offset("America/New_York", today) is None
+    assert cron.fixed_offset("Australia/Sydney", today) is None  # southern-hemisphere DST

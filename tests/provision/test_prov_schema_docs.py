@@ -1,0 +1,90 @@
+"""docs/CONFIG.md and the config schema (provision/config.py) name the same keys, required-ness and defaults.
+
+The prose of each key stays in the docs; what a reader must be able to trust
+(is it there, must I give it, what if I leave it out) is checked here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from provision import config
+from provision.schema import REQUIRED
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
+
+
+def documented() -> dict[str, tuple[str, str | None]]:
+    """``section.key`` -> (required column, default column or None) from every key table."""
+    found: dict[str, tuple[str, str | None]] = {}
+    section = ""
+    header: list[str] = []
+    for line in DOCS.read_text().splitlines():
+        heading = re.match(r"^## `([a-z_]+)`", line)
+        if heading:
+            section = heading.group(1)
+            continue
+        if line.startswith("| key |"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            continue
+        row = re.match(r"^\| `([a-z_.]+)` \|", line)
+        if row and section and header:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            name = f"{section}.{row.group(1)}"
+            default = cells[header.index("default")] if "default" in header else None
+            found[name] = (cells[header.index("required")], default)
+    return found
+
+
+def shown(value: Any) -> str:
+    """A default as the docs write it (YAML flow style, no backticks)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if value == "":
+        return '""'
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def normal(cell: str) -> str:
+    return cell.replace("`", "").strip().strip('"') if cell.strip() not in ('`""`', '""') else '""'
+
+
+def schema() -> dict[str, tuple[bool, Any]]:
+    """``section.key`` -> (required, default); a nested mapping's keys take their default from it."""
+    keys = {path: (req, default) for path, req, default in config.keys()}
+    for path, (req, default) in list(keys.items()):
+        parent = path.rsplit(".", 1)[0]
+        if default is REQUIRED and parent in keys and isinstance(keys[parent][1], str) and "{" in keys[parent][1]:
+            keys[path] = (req, yaml.safe_load(keys[parent][1].strip("`"))[path.rsplit(".", 1)[1]])  # eod.uploads
+    return keys
+
+
+def has_children(path: str, keys: dict[str, Any]) -> bool:
+    return any(k.startswith(path + ".") for k in keys)
+
+
+def test_every_key_is_documented_and_every_documented_key_exists() -> None:
+    docs, keys = documented(), schema()
+    assert sorted(set(docs) - set(keys)) == []  # documented, but not in the schema
+    # a mapping documented key by key (bucket.prefixes.deploy, ...) need not have a row of its own
+    assert sorted(k for k in keys if k not in docs and not has_children(k, keys)) == []
+
+
+def test_required_and_defaults_agree() -> None:
+    docs = documented()
+    for path, (req, default) in schema().items():
+        if path not in docs:
+            continue
+        doc_required, doc_default = docs[path]
+        assert doc_required.startswith("yes") == req, (path, doc_required)
+        if doc_default is None:  # a table without a default column: every key there is required
+            assert req, path
+            continue
+        expected = "" if default is REQUIRED else shown(default)
+        assert normal(doc_default) == normal(expected), (path, doc_default, expected)
