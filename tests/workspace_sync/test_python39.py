@@ -81,7 +81,8 @@ def run39(
     """
     host.write_config()
     base = host.base
-    shutil.copy(ROUTINE, base / "simpletrader-workspace")
+    shutil.rmtree(base / "lib", ignore_errors=True)
+    shutil.copytree(ROUTINE, base / "lib" / "simpletrader_workspace")
     ov = base.parent / (base.name + "-overlay")
     for sub in ("upper", "work", "merged"):
         (ov / sub).mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ if [ "$SHELL_MODE" = 1 ]; then
   exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     /bin/sh -c "$1"
 fi
-exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPATH="$SITE" \
+exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPATH="$SITE:$BASE/lib" \
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   /usr/bin/python3.9 "$@"
 """
@@ -146,7 +147,7 @@ def test_routine_runs_on_python39(
     )
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"(3, 9) {TOOL_BOTO3}"
-    cmd = [str(host.base / "simpletrader-workspace")]
+    cmd = ["-m", "simpletrader_workspace"]
     host.overrides["python"] = "/usr/bin/python3.9"
     config = ["--config", str(host.config_path)]
     today = exchange_today()

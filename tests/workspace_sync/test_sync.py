@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
+from simpletrader_workspace import config, sync
+from simpletrader_workspace import s3 as routine_s3
 from wshelpers import (
     BUCKET,
     CODE_DIR,
@@ -29,9 +31,10 @@ from wshelpers import (
     body,
     do_publish,
     exchange_today,
-    load_routine,
     put_archive_without_index,
     put_manifest,
+    routine_command,
+    routine_env,
 )
 
 
@@ -50,8 +53,10 @@ def venv_marker(host: Host) -> Path:
 
 
 def test_routine_is_python39_syntax_and_lint_clean() -> None:
-    source = ROUTINE.read_text()
-    ast.parse(source, filename=str(ROUTINE), feature_version=(3, 9))
+    modules = sorted(ROUTINE.glob("*.py"))
+    assert {"cli.py", "sync.py", "s3.py", "fsutil.py", "__main__.py"} <= {m.name for m in modules}
+    for module in modules:
+        ast.parse(module.read_text(), filename=str(module), feature_version=(3, 9))
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
         pytest.skip("ruff not installed next to the test interpreter")
@@ -423,14 +428,10 @@ def test_data_that_cannot_be_uploaded_is_kept(
     day.mkdir(parents=True)
     (day / "trades.csv").write_text("precious\n")
 
-    routine = load_routine()
-    cfg = routine.load_config(str(host.config_path))
-    monkeypatch.setattr(
-        routine,
-        "s3_client",
-        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)),
-    )
-    result = routine.do_sync(cfg)
+    cfg = config.load_config(str(host.config_path))
+    monkeypatch.setattr(routine_s3, "client",
+                        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)))
+    result = sync.run(cfg)
     out = capsys.readouterr().out
     assert result.startswith(f"ready release={published['release']}")
     assert "could not upload the trade data of " + old_release.name in out
@@ -496,9 +497,10 @@ def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
 
     missing = tmp_path / "none.json"
     proc = subprocess.run(
-        [sys.executable, str(ROUTINE), "sync", "--config", str(missing)],
+        routine_command("sync", "--config", str(missing)),
         capture_output=True,
         text=True,
+        env=routine_env(),
         check=False,
     )
     assert proc.returncode != 0 and proc.stderr == ""
@@ -507,9 +509,10 @@ def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
     )
     (tmp_path / "partial.json").write_text('{"workdir": "/x"}')
     proc = subprocess.run(
-        [sys.executable, str(ROUTINE), "eod", "--config", str(tmp_path / "partial.json")],
+        routine_command("eod", "--config", str(tmp_path / "partial.json")),
         capture_output=True,
         text=True,
+        env=routine_env(),
         check=False,
     )
     assert proc.stdout.strip().endswith("missing key 'bucket'")

@@ -1,8 +1,10 @@
 """Helpers for the workspace routine and publish tests (fixtures are in conftest.py).
 
-The routine (``roles/workspace_sync/files/simpletrader-workspace``) runs as a
-subprocess, exactly as on the host, against the ``moto`` emulator; its state
-lives in a temporary directory and its owner is the current user.
+The routine (the package ``roles/workspace_sync/files/simpletrader_workspace``)
+runs as a subprocess, ``python -m simpletrader_workspace`` as on the host,
+against the ``moto`` emulator; its state lives in a temporary directory and its
+owner is the current user. Tests of single functions import its modules
+(pytest puts ``roles/workspace_sync/files`` on the path).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from zoneinfo import ZoneInfo
 from provision.publish import publish
 
 ROOT = Path(__file__).resolve().parents[2]
-ROUTINE = ROOT / "roles" / "workspace_sync" / "files" / "simpletrader-workspace"
+# The directory that holds the package, and the package itself.
+ROUTINE_PROJECT = ROOT / "roles" / "workspace_sync" / "files"
+ROUTINE = ROUTINE_PROJECT / "simpletrader_workspace"
 EXAMPLE = ROOT / "example"
 CODE_DIR = EXAMPLE / "simpletrader"
 KEYS_FILE = EXAMPLE / "secrets" / "keys.json"
@@ -51,6 +55,18 @@ def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, 
     )
     kwargs.update(overrides)
     return publish(s3, **kwargs)
+
+
+def routine_command(*args: str) -> list[str]:
+    """The routine as the host's wrapper runs it: the package as a module (PYTHONPATH: routine_env)."""
+    return [sys.executable, "-m", "simpletrader_workspace", *args]
+
+
+def routine_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROUTINE_PROJECT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(extra)
+    return env
 
 
 @dataclass
@@ -122,13 +138,12 @@ class Host:
 
     def command(self, cmd: str) -> list[str]:
         self.write_config()
-        return [sys.executable, str(ROUTINE), cmd, "--config", str(self.config_path)]
+        return routine_command(cmd, "--config", str(self.config_path))
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = routine_env(**extra)
         # The endpoint comes from the config file, as on a host run by SSM.
         env.pop("AWS_ENDPOINT_URL", None)
-        env.update(extra)
         return env
 
     def run(self, cmd: str, timeout: float = 180, **extra_env: str) -> Run:
@@ -195,19 +210,6 @@ def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
     assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
     assert (host.workdir / "src" / "setup" / "setup.py").is_file()
     assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
-
-
-def load_routine() -> Any:
-    """The routine as a module (it has no .py suffix), for tests of its functions."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("simpletrader_workspace", str(ROUTINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def put_archive_without_index(s3: Any, published: dict[str, Any], archive: bytes) -> None:
