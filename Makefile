@@ -28,7 +28,7 @@ unit: setup
 # mypy checks no older target than 3.10, so 3.9 itself is held by ruff's py39 target and by
 # tests/workspace_sync (3.9 syntax, and a whole day under a real 3.9).
 lint: setup
-	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader-workspace
+	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader_workspace
 	$(BIN)/mypy provision lambda devtools bench
 	$(BIN)/mypy --strict --python-version 3.10 roles/workspace_sync/files/simpletrader_workspace
 	$(BIN)/yamllint -s .

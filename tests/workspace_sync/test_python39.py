@@ -1,4 +1,4 @@
-"""The routine under a real Python 3.9 with the tool venv's boto3 pin.
+"""The routine, from the wheel the role installs, under a real Python 3.9 with the tool venv's boto3 pin.
 
 The test hosts' cached Debian 11 root file system has python3.9 (3.9.2, the
 oldest 3.9 a host is likely to have). Each run mounts an overlay of it in a
@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wshelpers import BUCKET, ROOT, ROUTINE, Host, assert_no_secrets, exchange_today
+from wshelpers import BUCKET, ROOT, ROUTINE_PROJECT, Host, assert_no_secrets, exchange_today
+
+from provision.wheel import build_wheel
 
 TOOL_BOTO3 = "1.42.97"  # docs/CONTRACTS.md: the newest boto3 that supports Python 3.9
 
@@ -56,7 +58,8 @@ def rootfs() -> Path:
 
 @pytest.fixture(scope="module")
 def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tool venv's packages (roles/workspace_sync defaults), as wheels for 3.9, unpacked into a site dir."""
+    """The tool venv's packages (roles/workspace_sync defaults) and the routine's wheel, built as the role
+    builds it, for 3.9, unpacked into a site dir."""
     from devtools.tradingday import tool_wheelhouse
     from provision.publish import PublishError
 
@@ -65,7 +68,8 @@ def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except PublishError as exc:
         pytest.skip(f"cannot download the host tool wheels for Python 3.9: {str(exc)[-300:]}")
     site = tmp_path_factory.mktemp("tool-site")
-    for wheel in wheels.glob("*.whl"):
+    routine = build_wheel(ROUTINE_PROJECT, tmp_path_factory.mktemp("routine-wheel"))
+    for wheel in [*wheels.glob("*.whl"), routine]:
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(site)
     return site
@@ -81,8 +85,6 @@ def run39(
     """
     host.write_config()
     base = host.base
-    shutil.rmtree(base / "lib", ignore_errors=True)
-    shutil.copytree(ROUTINE, base / "lib" / "simpletrader_workspace")
     ov = base.parent / (base.name + "-overlay")
     for sub in ("upper", "work", "merged"):
         (ov / sub).mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ if [ "$SHELL_MODE" = 1 ]; then
   exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     /bin/sh -c "$1"
 fi
-exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPATH="$SITE:$BASE/lib" \
+exec chroot "$OV/merged" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root PYTHONPATH="$SITE" \
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   /usr/bin/python3.9 "$@"
 """
