@@ -16,6 +16,7 @@ builds it); skips otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -141,6 +142,13 @@ def py39_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     return proc.stdout.strip().splitlines()
 
 
+def py39_result(host: Host, proc: subprocess.CompletedProcess[str], cmd: str) -> dict[str, Any]:
+    """The run's --result-json document, checked against its last line and exit code."""
+    result: dict[str, Any] = json.loads((host.base / f"result-{cmd}.json").read_text())
+    assert result["message"] == py39_lines(proc)[-1] and result["exit_code"] == proc.returncode
+    return result
+
+
 def test_routine_runs_on_python39(
     rootfs: Path, tool_site: Path, host: Host, s3: Any, published: dict[str, Any]
 ) -> None:
@@ -151,27 +159,30 @@ def test_routine_runs_on_python39(
     assert version.stdout.strip() == f"(3, 9) {TOOL_BOTO3}"
     cmd = ["-m", "simpletrader_workspace"]
     host.overrides["python"] = "/usr/bin/python3.9"
-    config = ["--config", str(host.config_path)]
+
+    def config(name: str) -> list[str]:
+        return ["--config", str(host.config_path), "--result-json", str(host.base / f"result-{name}.json")]
+
     today = exchange_today()
 
     if not install_venv_support(host, rootfs, tool_site):
         # Without the apt proxy: sync runs up to the virtualenv, which needs ensurepip.
-        sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
-        lines = py39_lines(sync)
+        sync = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
         assert sync.returncode == 1, sync.stdout + sync.stderr
         assert "downloaded and verified 5 objects" in sync.stdout
-        assert lines[-1].startswith("sync: FAILED creating the virtualenv failed")
+        assert py39_result(host, sync, "sync")["message"].startswith("sync: FAILED creating the virtualenv failed")
         assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
         assert host.ready() is None
         pytest.skip(
             "python3.9-venv could not be installed through the apt proxy; sync checked up to the venv"
         )
 
-    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
     assert sync.returncode == 0, sync.stdout + sync.stderr
     ready = host.ready()
     assert ready is not None and ready["date"] == today
-    assert py39_lines(sync)[-1] == f"sync: ready release={published['release']} venv={ready['venv']}"
+    result = py39_result(host, sync, "sync")
+    assert (result["release"], result["venv"]) == (published["release"], ready["venv"])
     job = run39(
         host,
         rootfs,
@@ -184,14 +195,16 @@ def test_routine_runs_on_python39(
     assert job.returncode == 0, job.stdout + job.stderr
     assert "six 1.16.0" in job.stdout
 
-    eod = run39(host, rootfs, tool_site, *cmd, "eod", *config)
+    eod = run39(host, rootfs, tool_site, *cmd, "eod", *config("eod"))
     assert eod.returncode == 0, eod.stdout + eod.stderr
-    assert py39_lines(eod)[-1] == f"eod: uploaded 3 files (logs/{today}/, ledger/)"
+    result = py39_result(host, eod, "eod")
+    assert (result["uploaded"], result["already_uploaded"], result["date"]) == (3, 0, today)
     assert b"trades 3" in s3.get_object(Bucket=BUCKET, Key=f"logs/{today}/summary.txt")["Body"].read()
 
-    again = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    again = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "reusing virtualenv" in again.stdout
-    status = run39(host, rootfs, tool_site, *cmd, "status", *config)
+    assert py39_result(host, again, "sync")["venv_reused"] is True
+    status = run39(host, rootfs, tool_site, *cmd, "status", *config("status"))
     assert status.returncode == 0
-    assert py39_lines(status)[-1].endswith(f"date={today} (today)")
+    result = py39_result(host, status, "status")
+    assert (result["date"], result["fresh"]) == (today, True)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from provision.publish import publish
 
 ROOT = Path(__file__).resolve().parents[2]
-# The directory that holds the package, and the package itself.
+# The directory that holds the package (and its pyproject.toml), and the package itself.
 ROUTINE_PROJECT = ROOT / "roles" / "workspace_sync" / "files"
 ROUTINE = ROUTINE_PROJECT / "simpletrader_workspace"
 EXAMPLE = ROOT / "example"
@@ -74,6 +74,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    # The --result-json document (docs/CONTRACTS.md); None when the routine wrote none.
+    result: dict[str, Any] | None = None
 
     @property
     def last(self) -> str:
@@ -136,9 +138,13 @@ class Host:
     def write_config(self) -> None:
         self.config_path.write_text(json.dumps(self.config(), indent=1))
 
-    def command(self, cmd: str) -> list[str]:
+    def result_path(self, cmd: str) -> Path:
+        return self.base / f"result-{cmd}.json"
+
+    def command(self, cmd: str, result: Path | None = None) -> list[str]:
         self.write_config()
-        return routine_command(cmd, "--config", str(self.config_path))
+        result = result or self.result_path(cmd)
+        return routine_command(cmd, "--config", str(self.config_path), "--result-json", str(result))
 
     def env(self, **extra: str) -> dict[str, str]:
         env = routine_env(**extra)
@@ -155,13 +161,19 @@ class Host:
             env=self.env(**extra_env),
             check=False,
         )
-        result = Run(proc.returncode, proc.stdout, proc.stderr)
+        path = self.result_path(cmd)
+        result = Run(proc.returncode, proc.stdout, proc.stderr, json.loads(path.read_text()) if path.exists() else None)
         assert_no_secrets(result.stdout + result.stderr)
+        check_result(result, cmd)
         return result
+
+    def spawned_result_path(self, cmd: str) -> Path:
+        """Where a spawned run writes its result (apart from the runs beside it)."""
+        return self.base / f"result-{cmd}-spawned.json"
 
     def spawn(self, cmd: str, **extra_env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(cmd),
+            self.command(cmd, self.spawned_result_path(cmd)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -210,6 +222,15 @@ def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
     assert Path(os.path.realpath(host.workdir)) == Path(ready_before["release_dir"])
     assert (host.workdir / "src" / "setup" / "setup.py").is_file()
     assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
+
+
+def check_result(run: Run, cmd: str) -> None:
+    """The result file tells what the last line and the exit code tell (docs/CONTRACTS.md)."""
+    assert run.result is not None, f"no result file: {run.stdout[-500:]}{run.stderr[-500:]}"
+    assert run.result["version"] == 1 and run.result["command"] == cmd
+    assert run.result["message"] == run.last
+    assert run.result["exit_code"] == run.returncode
+    assert run.result["ok"] is (run.returncode == 0)
 
 
 def put_archive_without_index(s3: Any, published: dict[str, Any], archive: bytes) -> None:

@@ -2,8 +2,8 @@
 
 Runs as root, by the Python 3.9 of the tool virtualenv that
 ``roles/workspace_sync`` installs it into (botocore and uv beside it).
-Contracts (bucket layout, manifest, host paths, markers, lock, last line):
-``docs/CONTRACTS.md``, "Host routines".
+Contracts (bucket layout, manifest, host paths, markers, lock, last line,
+result file): ``docs/CONTRACTS.md``, "Host routines".
 
 Module map (one concern each; only ``s3`` talks to S3, only ``fsutil`` opens
 files beneath a directory without following links)::
@@ -23,7 +23,7 @@ files beneath a directory without following links)::
     s3         the bucket: client, verified downloads and reads, ranged GETs, uploads, listings, errors
     fsutil     files as root in the trading user's directories: Beneath, write_atomic, hashes, copies, chown
     lock       the flock shared with the cron jobs
-    output     the output lines
+    output     progress lines, the last line's Outcome, the --result-json file
     errors     Failure: an expected failure, reported in one line
     clock      UTC timestamps as the markers write them
 """

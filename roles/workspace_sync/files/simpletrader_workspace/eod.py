@@ -17,7 +17,7 @@ from typing import Any, Optional
 from . import s3
 from .config import Config
 from .errors import Failure
-from .output import say
+from .output import Outcome, say
 from .release import current_release, read_meta
 from .upload import upload_data
 
@@ -80,7 +80,7 @@ def workspace(cfg: Config) -> Path:
     raise Failure(f"no workspace at {cfg.workdir}; nothing to upload")
 
 
-def run(cfg: Config) -> str:
+def run(cfg: Config) -> Outcome:
     root = workspace(cfg)
     date = cfg.today()
     problem = run_closure(cfg, root)
@@ -105,6 +105,7 @@ def run(cfg: Config) -> str:
     summary = f"uploaded {uploaded} files ({cfg.prefixes['logs']}{date}/, {cfg.prefixes['ledger']})"
     if skipped:
         summary += f"; {skipped} already uploaded"
+    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped}
     if problem:
-        raise Failure(f"{problem}; {summary}")
-    return summary
+        raise Failure(f"{problem}; {summary}", **counts)
+    return Outcome(summary, counts)

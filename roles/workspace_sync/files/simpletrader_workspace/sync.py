@@ -27,7 +27,7 @@ from .errors import Failure
 from .fsutil import PARTIAL, chown_tree, read_json, remove_tree, sha256_file, write_atomic, write_json
 from .ledger import seed_ledger
 from .manifest import by_role, read_manifest
-from .output import say
+from .output import Outcome, say
 from .release import RELEASE_META, NewRelease, adopt_legacy_workdir, current_release, prune, rescue, switch_symlink
 from .venv import VENV_MARKER, ensure_venv, fetch_wheel, prune_wheelhouse, venv_complete
 
@@ -47,7 +47,7 @@ class Staged:
     wheel_names: list[str]
 
 
-def run(cfg: Config) -> str:
+def run(cfg: Config) -> Outcome:
     uid, gid = cfg.owner_ids()
     today = cfg.today()  # a bad timezone fails here, before anything changes
     prepare(cfg, uid, gid)
@@ -70,7 +70,11 @@ def run(cfg: Config) -> str:
         prune_wheelhouse(cfg, set(staged.wheel_names))
     except OSError as exc:
         say("sync", f"WARNING: cleanup after the switch failed: {exc}")
-    return f"ready release={release} venv={staged.req_hash}"
+    return Outcome(
+        f"ready release={release} venv={staged.req_hash}",
+        {"release": release, "venv": staged.req_hash, "venv_reused": staged.venv_ready,
+         "release_dir": str(new.final)},
+    )
 
 
 def prepare(cfg: Config, uid: int, gid: int) -> None:
