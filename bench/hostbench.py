@@ -81,6 +81,7 @@ ORIGINAL_WORKDIR = "/home/ec2-user/projects/SimpleTrader-original"
 SITE_PACKAGES = "/usr/local/lib/python3.9/dist-packages"
 STATE_DIR = "/home/ec2-user/projects/.simpletrader"  # the role's default state_dir
 WORKDIR = "/home/ec2-user/projects/SimpleTrader"  # the role's default workdir
+SYNC_RESULT = "/root/bench-sync-result.json"  # the sync's --result-json file
 
 
 def bench_wheelhouse(log: Path | None = None) -> Path:
@@ -106,20 +107,31 @@ def sync_phases(started: float, lines: list[tuple[float, str]]) -> dict[str, flo
 
     A step ends when the line reporting it arrives: "downloaded and verified"
     closes the download, "extracted" the extraction (or "built the code base"
-    the code built from the index), and the final "ready" line the virtualenv
-    (built or reused) plus the switch.
+    the code built from the index), and the last line (the sync's result) the
+    virtualenv (built or reused) plus the switch.
     """
     phases: dict[str, float] = {}
     previous = started
     names = (("manifest release", "start+manifest"), ("downloaded and verified", "download"),
-             ("extracted", "extract"), ("built the code base", "code by index"), ("ready release", "venv+switch"))
-    for t, msg in lines:
+             ("extracted", "extract"), ("built the code base", "code by index"))
+    for t, msg in lines[:-1]:
         for needle, name in names:
             if needle in msg:
                 phases[name] = phases.get(name, 0.0) + (t - previous)
                 previous = t
                 break
+    if lines:
+        phases["venv+switch"] = lines[-1][0] - previous
     return phases
+
+
+def routine_result(text: str) -> dict[str, Any]:
+    """The routine's --result-json document from the output of ``cat`` on the host (docs/CONTRACTS.md)."""
+    docs = [ln for ln in text.splitlines() if ln.startswith("{")]
+    if not docs:
+        raise RuntimeError(f"the routine wrote no result file: {text[-400:]}")
+    result: dict[str, Any] = json.loads(docs[-1])
+    return result
 
 
 @contextlib.contextmanager
@@ -239,14 +251,15 @@ class HostBench:
     def our_sync(self, label: str) -> dict[str, Any]:
         # Each output line stamped on arrival: the routine flushes one line per step.
         seconds, out, rc = self.root(
-            "set -o pipefail; simpletrader-workspace sync 2>&1 | "
+            f"set -o pipefail; simpletrader-workspace sync --result-json {SYNC_RESULT} 2>&1 | "
             "while IFS= read -r l; do printf 'T %s %s\\n' \"$(date +%s.%N)\" \"$l\"; done")
         stamped = [ln.split(" ", 2) for ln in out.splitlines() if ln.startswith("T ")]
         lines = [(float(t), msg) for _, t, msg in stamped if msg.startswith("sync: ")]
         start = [ln for ln in out.splitlines() if ln.startswith("BENCH-TIME ")]
-        if rc != 0 or not lines:
-            raise RuntimeError(f"{label}: sync failed: {lines[-1][1] if lines else out[-400:]}")
-        reused = any("reusing virtualenv" in msg for _, msg in lines)
+        result = routine_result(self.root(f"cat {SYNC_RESULT}")[1])
+        if rc != 0 or not result["ok"]:
+            raise RuntimeError(f"{label}: sync failed: {result['message']}")
+        reused = bool(result["venv_reused"])
         started, ended = float(start[-1].split()[1]), float(start[-1].split()[2])
         phases = sync_phases(started, lines)
         # The ready marker is written before old releases and venvs are pruned: when was the workspace ready?
@@ -256,7 +269,7 @@ class HostBench:
         phases["after ready (prune)"] = max(0.0, ended - ready_at)
         self.echo(f"  {label}: {seconds:.1f} s ({'venv reused' if reused else 'venv built'}; "
                   + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + ")")
-        return {"label": label, "seconds": seconds, "venv_reused": reused, "last_line": lines[-1][1],
+        return {"label": label, "seconds": seconds, "venv_reused": reused, "last_line": result["message"],
                 "phases": phases, "ready_seconds": ready_at - started}
 
     def original(self, label: str, clean_site: bool) -> dict[str, Any]:

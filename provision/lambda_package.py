@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,9 @@ from typing import Any
 
 from provision.config import Config
 from provision.errors import ProvisionError
+from provision.zips import deterministic_zip
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 CalendarBuilder = Callable[..., dict[str, Any]]
 
 
@@ -86,12 +84,4 @@ def build(
     calendar = calendar_for(cfg, builder, today)
     entries.append(("calendar.json", (json.dumps(calendar, sort_keys=True, indent=1) + "\n").encode()))
     entries.sort()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in entries:
-            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = (0o100644 & 0xFFFF) << 16
-            info.create_system = 3
-            zf.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    return Package(buf.getvalue())
+    return Package(deterministic_zip(entries))

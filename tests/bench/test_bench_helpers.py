@@ -92,6 +92,17 @@ def test_sync_phases_split_the_routines_output_by_step() -> None:
         {"start+manifest": 0.2, "download": 0.1, "code by index": 0.2, "venv+switch": 0.2})
 
 
+def test_the_sync_result_is_read_from_the_result_file() -> None:
+    from bench.hostbench import routine_result
+
+    doc = {"version": 1, "command": "sync", "ok": True, "exit_code": 0, "message": "sync: ready release=r venv=v",
+           "release": "r", "venv": "v", "venv_reused": True, "release_dir": "/x/r_1"}
+    out = json.dumps(doc, sort_keys=True) + "\n\nBENCH-TIME 1.0 1.2 0\n"
+    assert routine_result(out) == doc
+    with pytest.raises(RuntimeError, match="no result file"):
+        routine_result("cat: /root/bench-sync-result.json: No such file or directory\n\nBENCH-TIME 1.0 1.2 1\n")
+
+
 def test_cli_runs_the_cost_benchmark_alone_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from bench.__main__ import main
 

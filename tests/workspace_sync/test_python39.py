@@ -1,4 +1,4 @@
-"""The routine under a real Python 3.9 with the tool venv's boto3 pin.
+"""The routine, from the wheel the role installs, under a real Python 3.9 with the tool venv's boto3 pin.
 
 The test hosts' cached Debian 11 root file system has python3.9 (3.9.2, the
 oldest 3.9 a host is likely to have). Each run mounts an overlay of it in a
@@ -16,6 +16,7 @@ builds it); skips otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wshelpers import BUCKET, ROOT, ROUTINE, Host, assert_no_secrets, exchange_today
+from wshelpers import BUCKET, ROOT, ROUTINE_PROJECT, Host, assert_no_secrets, exchange_today
+
+from provision.wheel import build_wheel
 
 TOOL_BOTO3 = "1.42.97"  # docs/CONTRACTS.md: the newest boto3 that supports Python 3.9
 
@@ -56,7 +59,8 @@ def rootfs() -> Path:
 
 @pytest.fixture(scope="module")
 def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tool venv's packages (roles/workspace_sync defaults), as wheels for 3.9, unpacked into a site dir."""
+    """The tool venv's packages (roles/workspace_sync defaults) and the routine's wheel, built as the role
+    builds it, for 3.9, unpacked into a site dir."""
     from devtools.tradingday import tool_wheelhouse
     from provision.publish import PublishError
 
@@ -65,7 +69,8 @@ def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     except PublishError as exc:
         pytest.skip(f"cannot download the host tool wheels for Python 3.9: {str(exc)[-300:]}")
     site = tmp_path_factory.mktemp("tool-site")
-    for wheel in wheels.glob("*.whl"):
+    routine = build_wheel(ROUTINE_PROJECT, tmp_path_factory.mktemp("routine-wheel"))
+    for wheel in [*wheels.glob("*.whl"), routine]:
         with zipfile.ZipFile(wheel) as zf:
             zf.extractall(site)
     return site
@@ -81,7 +86,6 @@ def run39(
     """
     host.write_config()
     base = host.base
-    shutil.copy(ROUTINE, base / "simpletrader-workspace")
     ov = base.parent / (base.name + "-overlay")
     for sub in ("upper", "work", "merged"):
         (ov / sub).mkdir(parents=True, exist_ok=True)
@@ -138,6 +142,13 @@ def py39_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     return proc.stdout.strip().splitlines()
 
 
+def py39_result(host: Host, proc: subprocess.CompletedProcess[str], cmd: str) -> dict[str, Any]:
+    """The run's --result-json document, checked against its last line and exit code."""
+    result: dict[str, Any] = json.loads((host.base / f"result-{cmd}.json").read_text())
+    assert result["message"] == py39_lines(proc)[-1] and result["exit_code"] == proc.returncode
+    return result
+
+
 def test_routine_runs_on_python39(
     rootfs: Path, tool_site: Path, host: Host, s3: Any, published: dict[str, Any]
 ) -> None:
@@ -146,29 +157,32 @@ def test_routine_runs_on_python39(
     )
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"(3, 9) {TOOL_BOTO3}"
-    cmd = [str(host.base / "simpletrader-workspace")]
+    cmd = ["-m", "simpletrader_workspace"]
     host.overrides["python"] = "/usr/bin/python3.9"
-    config = ["--config", str(host.config_path)]
+
+    def config(name: str) -> list[str]:
+        return ["--config", str(host.config_path), "--result-json", str(host.base / f"result-{name}.json")]
+
     today = exchange_today()
 
     if not install_venv_support(host, rootfs, tool_site):
         # Without the apt proxy: sync runs up to the virtualenv, which needs ensurepip.
-        sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
-        lines = py39_lines(sync)
+        sync = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
         assert sync.returncode == 1, sync.stdout + sync.stderr
         assert "downloaded and verified 5 objects" in sync.stdout
-        assert lines[-1].startswith("sync: FAILED creating the virtualenv failed")
+        assert py39_result(host, sync, "sync")["message"].startswith("sync: FAILED creating the virtualenv failed")
         assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
         assert host.ready() is None
         pytest.skip(
             "python3.9-venv could not be installed through the apt proxy; sync checked up to the venv"
         )
 
-    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    sync = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
     assert sync.returncode == 0, sync.stdout + sync.stderr
     ready = host.ready()
     assert ready is not None and ready["date"] == today
-    assert py39_lines(sync)[-1] == f"sync: ready release={published['release']} venv={ready['venv']}"
+    result = py39_result(host, sync, "sync")
+    assert (result["release"], result["venv"]) == (published["release"], ready["venv"])
     job = run39(
         host,
         rootfs,
@@ -181,14 +195,16 @@ def test_routine_runs_on_python39(
     assert job.returncode == 0, job.stdout + job.stderr
     assert "six 1.16.0" in job.stdout
 
-    eod = run39(host, rootfs, tool_site, *cmd, "eod", *config)
+    eod = run39(host, rootfs, tool_site, *cmd, "eod", *config("eod"))
     assert eod.returncode == 0, eod.stdout + eod.stderr
-    assert py39_lines(eod)[-1] == f"eod: uploaded 3 files (logs/{today}/, ledger/)"
+    result = py39_result(host, eod, "eod")
+    assert (result["uploaded"], result["already_uploaded"], result["date"]) == (3, 0, today)
     assert b"trades 3" in s3.get_object(Bucket=BUCKET, Key=f"logs/{today}/summary.txt")["Body"].read()
 
-    again = run39(host, rootfs, tool_site, *cmd, "sync", *config)
+    again = run39(host, rootfs, tool_site, *cmd, "sync", *config("sync"))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "reusing virtualenv" in again.stdout
-    status = run39(host, rootfs, tool_site, *cmd, "status", *config)
+    assert py39_result(host, again, "sync")["venv_reused"] is True
+    status = run39(host, rootfs, tool_site, *cmd, "status", *config("status"))
     assert status.returncode == 0
-    assert py39_lines(status)[-1].endswith(f"date={today} (today)")
+    result = py39_result(host, status, "status")
+    assert (result["date"], result["fresh"]) == (today, True)

@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 import pytest
+from simpletrader_workspace import config, sync
+from simpletrader_workspace import s3 as routine_s3
 from wshelpers import (
     BUCKET,
     CODE_DIR,
@@ -29,9 +31,10 @@ from wshelpers import (
     body,
     do_publish,
     exchange_today,
-    load_routine,
     put_archive_without_index,
     put_manifest,
+    routine_command,
+    routine_env,
 )
 
 
@@ -50,8 +53,10 @@ def venv_marker(host: Host) -> Path:
 
 
 def test_routine_is_python39_syntax_and_lint_clean() -> None:
-    source = ROUTINE.read_text()
-    ast.parse(source, filename=str(ROUTINE), feature_version=(3, 9))
+    modules = sorted(ROUTINE.glob("*.py"))
+    assert {"cli.py", "sync.py", "s3.py", "fsutil.py", "__main__.py"} <= {m.name for m in modules}
+    for module in modules:
+        ast.parse(module.read_text(), filename=str(module), feature_version=(3, 9))
     ruff = Path(sys.executable).with_name("ruff")
     if not ruff.exists():
         pytest.skip("ruff not installed next to the test interpreter")
@@ -76,8 +81,11 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     assert first.returncode == 0, first.stdout + first.stderr
     ready = host.ready()
     assert ready is not None
-    assert first.last == f"sync: ready release={published['release']} venv={ready['venv']}"
-    assert ready["release"] == published["release"]
+    assert first.result is not None
+    assert first.result["release"] == ready["release"] == published["release"]
+    assert first.result["venv"] == ready["venv"] and first.result["venv_reused"] is False
+    assert first.result["release_dir"] == ready["release_dir"]
+    assert first.result["message"] == f"sync: ready release={published['release']} venv={ready['venv']}"
     assert ready["date"] == exchange_today()
     reqs = (CODE_DIR / "requirements.txt").read_bytes()
     assert ready["venv"] == hashlib.sha256(reqs).hexdigest()
@@ -118,11 +126,16 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     status = host.run("status")
     assert status.returncode == 0
     assert "NOT uploaded" in status.stdout
-    assert status.last.startswith(f"status: ready marker release={published['release']} date={today} (today)")
+    assert status.result is not None
+    assert (status.result["release"], status.result["date"], status.result["fresh"]) == (published["release"], today,
+                                                                                      True)
+    assert status.last == f"status: ready marker release={published['release']} date={today} (today)"
 
     # End of day: closure runs, trade logs and ledger land in the bucket.
     eod = host.run("eod")
     assert eod.returncode == 0, eod.stdout + eod.stderr
+    assert eod.result is not None
+    assert (eod.result["uploaded"], eod.result["already_uploaded"], eod.result["date"]) == (3, 0, today)
     assert eod.last == f"eod: uploaded 3 files (logs/{today}/, ledger/)"
     assert bucket_keys(s3, "logs/") == {f"logs/{today}/trades.csv", f"logs/{today}/summary.txt"}
     trades = host.workdir / "trade_logs" / today / "trades.csv"
@@ -136,12 +149,14 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
         "ledger/ledger.csv",
     }
     again = host.run("eod")
-    assert again.returncode == 0 and "0 files" in again.last and "3 already uploaded" in again.last
+    assert again.returncode == 0 and again.result is not None
+    assert (again.result["uploaded"], again.result["already_uploaded"]) == (0, 3)
 
     # Next morning: same requirements, so the venv is reused, not rebuilt; the ledger carries over.
     marker_before = venv_marker(host).read_text()
     second = host.run("sync")
     assert second.returncode == 0, second.stdout + second.stderr
+    assert second.result is not None and second.result["venv_reused"] is True
     assert "reusing virtualenv" in second.stdout and "building virtualenv" not in second.stdout
     assert venv_marker(host).read_text() == marker_before
     new_release = Path(os.path.realpath(host.workdir))
@@ -262,12 +277,15 @@ def downloading(host: Host) -> bool:
 
 
 def test_killed_mid_download_then_clean_rerun(host: Host, s3: Any, published: dict[str, Any]) -> None:
+    result = host.spawned_result_path("sync")
+    result.write_text("{}")  # an earlier run's: removed as the routine starts
     proc = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="30")
     try:
         wait_for(lambda: downloading(host))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+    assert not result.exists(), "a run that never finished left a result"
     leftovers = host.release_dirs()
     assert leftovers and all(p.name.endswith(".partial") for p in leftovers)
     assert host.ready() is None and not host.workdir.exists()
@@ -336,7 +354,9 @@ def test_two_syncs_at_once(host: Host, s3: Any, published: dict[str, Any]) -> No
             slow.kill()
             slow.communicate()
     assert slow.returncode == 0, out + err
-    assert out.strip().splitlines()[-1].startswith(f"sync: ready release={published['release']}")
+    slow_result = json.loads(host.spawned_result_path("sync").read_text())
+    assert slow_result["ok"] is True and slow_result["release"] == published["release"]
+    assert busy.result is not None and busy.result["exit_code"] == 1
     dirs = host.release_dirs()
     assert len(dirs) == 1 and Path(os.path.realpath(host.workdir)) == dirs[0]
     assert (host.workdir / "src/setup/setup.py").is_file()
@@ -423,16 +443,12 @@ def test_data_that_cannot_be_uploaded_is_kept(
     day.mkdir(parents=True)
     (day / "trades.csv").write_text("precious\n")
 
-    routine = load_routine()
-    cfg = routine.load_config(str(host.config_path))
-    monkeypatch.setattr(
-        routine,
-        "s3_client",
-        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)),
-    )
-    result = routine.do_sync(cfg)
+    cfg = config.load_config(str(host.config_path))
+    monkeypatch.setattr(routine_s3, "client",
+                        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)))
+    outcome = sync.run(cfg)
     out = capsys.readouterr().out
-    assert result.startswith(f"ready release={published['release']}")
+    assert outcome.details["release"] == published["release"]
     assert "could not upload the trade data of " + old_release.name in out
     assert f"keeping {old_release.name}: its trade data is not confirmed uploaded" in out
     assert (day / "trades.csv").read_text() == "precious\n"
@@ -457,6 +473,7 @@ def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: 
     result = host.run("eod")
     assert result.returncode != 0
     assert result.last == f"eod: FAILED closure script exited 3; uploaded 1 files (logs/{today}/, ledger/)"
+    assert result.result is not None and (result.result["ok"], result.result["uploaded"]) == (False, 1)
     assert body(s3, f"logs/{today}/trades.csv") == b"t\n"
     assert (host.workdir / ".simpletrader-uploaded.json").is_file()
 
@@ -496,9 +513,10 @@ def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
 
     missing = tmp_path / "none.json"
     proc = subprocess.run(
-        [sys.executable, str(ROUTINE), "sync", "--config", str(missing)],
+        routine_command("sync", "--config", str(missing)),
         capture_output=True,
         text=True,
+        env=routine_env(),
         check=False,
     )
     assert proc.returncode != 0 and proc.stderr == ""
@@ -507,9 +525,26 @@ def test_config_errors_are_one_line(host: Host, tmp_path: Path) -> None:
     )
     (tmp_path / "partial.json").write_text('{"workdir": "/x"}')
     proc = subprocess.run(
-        [sys.executable, str(ROUTINE), "eod", "--config", str(tmp_path / "partial.json")],
+        routine_command("eod", "--config", str(tmp_path / "partial.json")),
         capture_output=True,
         text=True,
+        env=routine_env(),
         check=False,
     )
     assert proc.stdout.strip().endswith("missing key 'bucket'")
+
+
+def test_a_result_file_that_cannot_be_written_changes_nothing_else(tmp_path: Path) -> None:
+    missing = tmp_path / "none.json"
+    unwritable = tmp_path / "no-such-dir" / "result.json"
+    proc = subprocess.run(
+        routine_command("status", "--config", str(missing), "--result-json", str(unwritable)),
+        capture_output=True,
+        text=True,
+        env=routine_env(),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == f"status: FAILED config {missing} not found (installed by roles/workspace_sync)\n"
+    assert proc.stderr.startswith(f"status: cannot write the result file {unwritable}: ")
+    assert not unwritable.parent.exists()

@@ -23,17 +23,18 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from simpletrader_workspace import codebase, codeindex, config, fsutil
+from simpletrader_workspace.s3 import Bucket
 from wshelpers import (
     BUCKET,
     CODE_DIR,
-    ROUTINE,
     Host,
     assert_workspace_intact,
     body,
     do_publish,
-    load_routine,
     put_archive_without_index,
     put_code_index,
+    routine_env,
 )
 
 # What sync adds to a release directory besides the code base.
@@ -344,21 +345,20 @@ def test_a_workdir_pointed_elsewhere_is_not_a_source(host: Host, s3: Any, wheelh
 def test_a_file_changed_between_hashing_and_linking_is_fetched(
         host: Host, s3: Any, wheelhouse: Path, tmp_path: Path) -> None:
     """plan_code hashes, build_code links later: a file touched in between is fetched, not linked."""
-    module = load_routine()
     code = code_copy(tmp_path, "code")
     manifest = publish_code(s3, wheelhouse, code)
     assert host.run("sync").returncode == 0
-    cfg = module.Config(host.config(), str(host.config_path))
+    cfg = config.Config.from_dict(host.config(), str(host.config_path))
     entries = json.loads(body(s3, manifest["code_index"]["key"]))["entries"]
     code_obj = next(o for o in manifest["objects"] if o["role"] == "code")
     previous = Path(os.path.realpath(host.workdir))
-    plan = module.plan_code(cfg, entries, previous, code_obj["size"], os.getuid())
+    plan = codeindex.plan_code(cfg, entries, previous, code_obj["size"], os.getuid())
     assert plan is not None and not plan[2]  # everything could be kept
     touched = previous / "models" / "weights_02.bin"
     touched.write_bytes(touched.read_bytes())  # same bytes, but rewritten after hashing
     dest = tmp_path / "new-release"
     dest.mkdir()
-    files, reused, fetched, _ = module.build_code(cfg, s3, code_obj, entries, plan, dest)
+    files, reused, fetched, _ = codebase.build_code(Bucket(s3, BUCKET), code_obj, entries, plan, dest)
     assert (reused, fetched) == (files - 1, 1)
     assert (dest / "models" / "weights_02.bin").stat().st_ino != touched.stat().st_ino
     assert (dest / "models" / "weights_03.bin").stat().st_ino == (previous / "models" / "weights_03.bin").stat().st_ino
@@ -417,7 +417,7 @@ def test_a_linked_ledger_is_not_carried_over(host: Host, s3: Any, published: dic
     published_again = do_publish(s3, wheelhouse)
     result = host.run("sync")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert published_again["release"] in result.last
+    assert result.result is not None and result.result["release"] == published_again["release"]
     assert not (host.workdir / "ledger" / "private.txt").exists()
     # Inside the ledger, a link to a file elsewhere is skipped and said so; plain files carry over.
     (host.workdir / "ledger").mkdir(exist_ok=True)
@@ -431,12 +431,11 @@ def test_a_linked_ledger_is_not_carried_over(host: Host, s3: Any, published: dic
 
 
 def test_write_atomic_never_writes_through_a_planted_link(tmp_path: Path) -> None:
-    module = load_routine()
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     marker = tmp_path / "marker.json"
     (tmp_path / f".marker.json.tmp-{os.getpid()}").symlink_to(victim)
-    module.write_atomic(marker, b"{}\n", 0o644)
+    fsutil.write_atomic(marker, b"{}\n", 0o644)
     assert victim.read_text() == "precious\n"
     assert marker.read_bytes() == b"{}\n" and not marker.is_symlink()
 
@@ -492,32 +491,31 @@ def test_thousands_of_directories_stay_within_a_small_descriptor_limit(tmp_path:
     dest = tmp_path / "dest"
     dest.mkdir()
     script = (
-        "import importlib.machinery, importlib.util, resource, sys\n"
+        "import os, resource\n"
+        "from pathlib import Path\n"
+        "from simpletrader_workspace.fsutil import Beneath\n"
+        "from simpletrader_workspace.ledger import copy_plain_files\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
-        f"loader = importlib.machinery.SourceFileLoader('r', {str(ROUTINE)!r})\n"
-        "spec = importlib.util.spec_from_loader('r', loader); m = importlib.util.module_from_spec(spec)\n"
-        "loader.exec_module(m)\n"
-        f"m.copy_plain_files(m.Path({str(src)!r}), 'ledger', m.Path({str(dest)!r}))\n"
-        f"b = m.Beneath(m.Path({str(src)!r}))\n"
-        "import os\n"
+        f"copy_plain_files(Path({str(src)!r}), 'ledger', Path({str(dest)!r}))\n"
+        f"b = Beneath(Path({str(src)!r}))\n"
         "for i in range(300):\n"
         "    os.close(b.open_file(f'ledger/d{i:03d}/entry.csv'))\n"
         "assert len(b.dirs) <= b.MAX_OPEN + 1, len(b.dirs)\n"
         "b.close()\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=routine_env())
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.read_text() for p in (dest / "ledger").rglob("entry.csv")) == sorted(f"{i}\n" for i in range(300))
 
 
 def test_markers_are_read_without_following_links_or_waiting_on_a_fifo(tmp_path: Path) -> None:
-    module = load_routine()
     secret = tmp_path / "root-only.json"
     secret.write_text('{"files": {"x": 1}}')
     linked = tmp_path / "linked.json"
     linked.symlink_to(secret)
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
-    assert module.read_json(linked) is None
-    assert module.read_json(fifo) is None  # returns at once; a blocking open would hang here
-    assert module.read_json(secret) == {"files": {"x": 1}}
+    assert fsutil.read_json(linked) is None
+    assert fsutil.read_json(fifo) is None  # returns at once; a blocking open would hang here
+    assert fsutil.read_json(secret) == {"files": {"x": 1}}

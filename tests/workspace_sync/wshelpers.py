@@ -1,8 +1,10 @@
 """Helpers for the workspace routine and publish tests (fixtures are in conftest.py).
 
-The routine (``roles/workspace_sync/files/simpletrader-workspace``) runs as a
-subprocess, exactly as on the host, against the ``moto`` emulator; its state
-lives in a temporary directory and its owner is the current user.
+The routine (the package ``roles/workspace_sync/files/simpletrader_workspace``)
+runs as a subprocess, ``python -m simpletrader_workspace`` as on the host,
+against the ``moto`` emulator; its state lives in a temporary directory and its
+owner is the current user. Tests of single functions import its modules
+(pytest puts ``roles/workspace_sync/files`` on the path).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from zoneinfo import ZoneInfo
 from provision.publish import publish
 
 ROOT = Path(__file__).resolve().parents[2]
-ROUTINE = ROOT / "roles" / "workspace_sync" / "files" / "simpletrader-workspace"
+# The directory that holds the package (and its pyproject.toml), and the package itself.
+ROUTINE_PROJECT = ROOT / "roles" / "workspace_sync" / "files"
+ROUTINE = ROUTINE_PROJECT / "simpletrader_workspace"
 EXAMPLE = ROOT / "example"
 CODE_DIR = EXAMPLE / "simpletrader"
 KEYS_FILE = EXAMPLE / "secrets" / "keys.json"
@@ -53,11 +57,25 @@ def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, 
     return publish(s3, **kwargs)
 
 
+def routine_command(*args: str) -> list[str]:
+    """The routine as the host's wrapper runs it: the package as a module (PYTHONPATH: routine_env)."""
+    return [sys.executable, "-m", "simpletrader_workspace", *args]
+
+
+def routine_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROUTINE_PROJECT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.update(extra)
+    return env
+
+
 @dataclass
 class Run:
     returncode: int
     stdout: str
     stderr: str
+    # The --result-json document (docs/CONTRACTS.md); None when the routine wrote none.
+    result: dict[str, Any] | None = None
 
     @property
     def last(self) -> str:
@@ -120,15 +138,18 @@ class Host:
     def write_config(self) -> None:
         self.config_path.write_text(json.dumps(self.config(), indent=1))
 
-    def command(self, cmd: str) -> list[str]:
+    def result_path(self, cmd: str) -> Path:
+        return self.base / f"result-{cmd}.json"
+
+    def command(self, cmd: str, result: Path | None = None) -> list[str]:
         self.write_config()
-        return [sys.executable, str(ROUTINE), cmd, "--config", str(self.config_path)]
+        result = result or self.result_path(cmd)
+        return routine_command(cmd, "--config", str(self.config_path), "--result-json", str(result))
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
+        env = routine_env(**extra)
         # The endpoint comes from the config file, as on a host run by SSM.
         env.pop("AWS_ENDPOINT_URL", None)
-        env.update(extra)
         return env
 
     def run(self, cmd: str, timeout: float = 180, **extra_env: str) -> Run:
@@ -140,13 +161,19 @@ class Host:
             env=self.env(**extra_env),
             check=False,
         )
-        result = Run(proc.returncode, proc.stdout, proc.stderr)
+        path = self.result_path(cmd)
+        result = Run(proc.returncode, proc.stdout, proc.stderr, json.loads(path.read_text()) if path.exists() else None)
         assert_no_secrets(result.stdout + result.stderr)
+        check_result(result, cmd)
         return result
+
+    def spawned_result_path(self, cmd: str) -> Path:
+        """Where a spawned run writes its result (apart from the runs beside it)."""
+        return self.base / f"result-{cmd}-spawned.json"
 
     def spawn(self, cmd: str, **extra_env: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(cmd),
+            self.command(cmd, self.spawned_result_path(cmd)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -197,17 +224,13 @@ def assert_workspace_intact(host: Host, ready_before: dict[str, Any]) -> None:
     assert not [p for p in host.release_dirs() if p.name.endswith(".partial")]
 
 
-def load_routine() -> Any:
-    """The routine as a module (it has no .py suffix), for tests of its functions."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("simpletrader_workspace", str(ROUTINE))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+def check_result(run: Run, cmd: str) -> None:
+    """The result file tells what the last line and the exit code tell (docs/CONTRACTS.md)."""
+    assert run.result is not None, f"no result file: {run.stdout[-500:]}{run.stderr[-500:]}"
+    assert run.result["version"] == 1 and run.result["command"] == cmd
+    assert run.result["message"] == run.last
+    assert run.result["exit_code"] == run.returncode
+    assert run.result["ok"] is (run.returncode == 0)
 
 
 def put_archive_without_index(s3: Any, published: dict[str, Any], archive: bytes) -> None:

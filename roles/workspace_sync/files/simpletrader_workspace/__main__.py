@@ -1,0 +1,7 @@
+"""``python -m simpletrader_workspace sync|eod|status``: what the wrapper on root's PATH runs."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,111 @@
+"""``simpletrader-workspace eod``: the closure script, then the day's trade data to the bucket.
+
+The closure script's failure is reported but does not stop the upload; the
+upload's failure leaves the files on the host for the next sync to upload.
+Only a release of this state dir (or a plain workdir not yet synced) is
+uploaded from.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+from pathlib import Path
+from typing import Any, Optional
+
+from . import s3
+from .config import Config
+from .errors import Failure
+from .output import Outcome, say
+from .release import current_release, read_meta
+from .upload import upload_data
+
+
+def workspace_python(cfg: Config, root: Path) -> str:
+    python = read_meta(root).get("python")
+    if python and os.path.exists(python):
+        return str(python)
+    return cfg.python
+
+
+def run_closure(cfg: Config, root: Path) -> Optional[str]:
+    """Run the closure script; returns a problem description or None."""
+    script = root / cfg.closure_script
+    if not cfg.closure_script or not script.is_file():
+        say("eod", f"no closure script at {cfg.closure_script}; skipping it")
+        return None
+    python = workspace_python(cfg, root)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(cfg.workdir / "src")
+    kwargs: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        uid, gid = cfg.owner_ids()
+        if uid != 0:
+            kwargs.update(user=uid, group=gid, extra_groups=[])
+            env.update(HOME=pwd.getpwuid(uid).pw_dir, USER=cfg.user, LOGNAME=cfg.user)
+    say("eod", f"running closure script {cfg.closure_script} (timeout {cfg.closure_timeout}s)")
+    try:
+        proc = subprocess.run(
+            [python, str(cfg.workdir / cfg.closure_script)],
+            cwd=str(cfg.workdir),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=cfg.closure_timeout,
+            check=False,
+            **kwargs,
+        )
+    except subprocess.TimeoutExpired:
+        return f"closure script timed out after {cfg.closure_timeout}s"
+    except OSError as exc:
+        return f"closure script could not start: {exc}"
+    if proc.returncode != 0:
+        return f"closure script exited {proc.returncode}"
+    return None
+
+
+def workspace(cfg: Config) -> Path:
+    """The directory to upload from: the current release, or a plain workdir not synced yet."""
+    root = current_release(cfg)
+    if root is not None:
+        return root
+    if cfg.workdir.is_symlink():
+        raise Failure(
+            f"workdir {cfg.workdir} points at {os.readlink(str(cfg.workdir))}, not at a release in "
+            f"{cfg.releases}; nothing uploaded. Run sync to restore it (trade data of every release "
+            "is uploaded first)"
+        )
+    if cfg.workdir.is_dir():
+        return cfg.workdir
+    raise Failure(f"no workspace at {cfg.workdir}; nothing to upload")
+
+
+def run(cfg: Config) -> Outcome:
+    root = workspace(cfg)
+    date = cfg.today()
+    problem = run_closure(cfg, root)
+    if problem:
+        say("eod", f"WARNING: {problem}; uploading anyway")
+    bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
+    today_dir = root / cfg.trade_logs / date
+    if not today_dir.is_dir():
+        say("eod", f"no trade logs for {date} in {today_dir.parent}")
+    try:
+        uploaded, skipped = upload_data(cfg, bucket, root)
+    except s3.aws_errors() as exc:
+        raise Failure(
+            f"upload to s3://{cfg.bucket} failed: {s3.describe(exc)}; the files stay on the host "
+            "and the next sync uploads them"
+        ) from None
+    except OSError as exc:
+        raise Failure(
+            f"reading the trade data under {root} failed: {exc}; the files stay on the host "
+            "and the next sync uploads them"
+        ) from None
+    summary = f"uploaded {uploaded} files ({cfg.prefixes['logs']}{date}/, {cfg.prefixes['ledger']})"
+    if skipped:
+        summary += f"; {skipped} already uploaded"
+    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped}
+    if problem:
+        raise Failure(f"{problem}; {summary}", **counts)
+    return Outcome(summary, counts)

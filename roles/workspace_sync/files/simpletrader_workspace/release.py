@@ -1,0 +1,172 @@
+"""Release directories: which exist, which is current, a new one's life, the switch, and what may go.
+
+``<state_dir>/releases/<release>_<sync UTC timestamp>/`` per successful sync
+(``legacy-<timestamp>`` for an adopted plain workdir); the workdir is a
+symlink to the current one. ``rescue`` uploads what earlier releases did not
+confirm; ``prune`` removes releases beyond ``keep_releases`` (never the
+current one, never one with unconfirmed data) and unused virtualenvs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .clock import utc_now, utc_stamp
+from .config import Config
+from .errors import Failure
+from .fsutil import PARTIAL, fsync_dir, read_json, remove_tree, write_json
+from .output import say
+from .s3 import Bucket, aws_errors, describe
+from .upload import is_confirmed, upload_data
+
+RELEASE_META = ".simpletrader-release.json"
+
+
+def release_dirs(cfg: Config) -> list[Path]:
+    """Finished release directories, oldest first."""
+    if not cfg.releases.is_dir():
+        return []
+    out = []
+    for child in cfg.releases.iterdir():
+        if child.name.endswith(PARTIAL) or child.name.startswith(".") or child.is_symlink():
+            continue
+        if child.is_dir():
+            out.append(child)
+
+    def order(path: Path) -> tuple[str, str]:
+        meta = read_meta(path)
+        return (str(meta.get("synced_at") or ""), path.name)
+
+    return sorted(out, key=order)
+
+
+def read_meta(release: Path) -> dict[str, Any]:
+    """A release's ``.simpletrader-release.json`` ({} when missing or unreadable)."""
+    return read_json(release / RELEASE_META) or {}
+
+
+def current_release(cfg: Config) -> Optional[Path]:
+    """The release directory the workdir symlink points at; None when it points anywhere else.
+
+    The symlink sits in a directory of the trading user, who could point it at
+    any directory: only a release of this state dir counts as the workspace.
+    """
+    if cfg.workdir.is_symlink():
+        target = Path(os.path.realpath(str(cfg.workdir)))
+        if target.is_dir() and target.parent == Path(os.path.realpath(str(cfg.releases))):
+            return target
+    return None
+
+
+@dataclass(frozen=True)
+class NewRelease:
+    """A release being built in ``releases/<dir>.partial``, renamed to ``releases/<dir>`` when complete."""
+
+    release: str
+    dirname: str
+    partial: Path
+    final: Path
+
+    @classmethod
+    def start(cls, cfg: Config, release: str) -> NewRelease:
+        dirname = f"{release}_{utc_stamp()}"
+        new = cls(release, dirname, cfg.releases / (dirname + PARTIAL), cfg.releases / dirname)
+        new.partial.mkdir()
+        return new
+
+    def finish(self) -> None:
+        os.rename(str(self.partial), str(self.final))
+        fsync_dir(self.final.parent)
+
+    def discard(self) -> None:
+        remove_tree(self.partial)
+
+
+def switch_symlink(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` atomically: a new link under a temporary name, renamed over."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(str(target), str(tmp))
+    os.replace(str(tmp), str(link))
+    fsync_dir(link.parent)
+
+
+def adopt_legacy_workdir(cfg: Config) -> None:
+    """A plain workdir (a host set up by the original CDK app) becomes a release."""
+    wd = cfg.workdir
+    if wd.is_symlink() or not wd.exists():
+        return
+    if not wd.is_dir():
+        raise Failure(f"workdir {wd} exists and is not a directory; move it away")
+    dest = cfg.releases / ("legacy-" + utc_stamp())
+    say("sync", f"moving the existing workdir {wd} aside to {dest} (its data is kept)")
+    try:
+        os.rename(str(wd), str(dest))
+    except OSError as exc:
+        raise Failure(
+            f"cannot move the existing workdir {wd} to {dest} ({exc.strerror}); state_dir must be "
+            "on the same file system as the workdir"
+        ) from None
+    write_json(dest / RELEASE_META, {"release": "legacy", "legacy": True, "synced_at": "", "adopted_at": utc_now()})
+    switch_symlink(wd, dest)
+
+
+def rescue(cfg: Config, bucket: Bucket) -> list[Path]:
+    """Upload unconfirmed trade data of every release. Returns releases still unconfirmed."""
+    releases = release_dirs(cfg)
+    newest = releases[-1] if releases else None
+    failed: list[Path] = []
+    rewrote_ledger = False
+    for rel in releases:
+        if is_confirmed(cfg, rel):
+            continue
+        try:
+            n, _ = upload_data(cfg, bucket, rel)
+        except aws_errors() + (OSError,) as exc:
+            say(
+                "sync",
+                f"WARNING: could not upload the trade data of {rel.name} ({describe(exc)}); it is kept",
+            )
+            failed.append(rel)
+            continue
+        say("sync", f"uploaded {n} unconfirmed trade data file(s) of release {rel.name}")
+        if rel != newest and n:
+            rewrote_ledger = True
+    if rewrote_ledger and newest is not None and newest not in failed:
+        # An older ledger may have overwritten the newer one in the bucket.
+        try:
+            upload_data(cfg, bucket, newest, force=cfg.ledger)
+        except aws_errors() + (OSError,) as exc:
+            say("sync", f"WARNING: could not re-upload the newest ledger ({describe(exc)})")
+            failed.append(newest)
+    return failed
+
+
+def prune(cfg: Config) -> None:
+    """Remove releases beyond ``keep_releases`` whose data is confirmed, then virtualenvs no release uses."""
+    releases = release_dirs(cfg)
+    current = current_release(cfg)
+    excess = [r for r in releases if r != current][: max(0, len(releases) - cfg.keep_releases)]
+    for rel in excess:
+        if not is_confirmed(cfg, rel):
+            say("sync", f"keeping {rel.name}: its trade data is not confirmed uploaded")
+            continue
+        say("sync", f"pruning release {rel.name}")
+        remove_tree(rel)
+    used = {str(meta["venv"]) for meta in map(read_meta, release_dirs(cfg)) if meta.get("venv")}
+    pruned_venvs = 0
+    if cfg.venvs.is_dir():
+        for venv in cfg.venvs.iterdir():
+            if venv.is_dir() and venv.name not in used:
+                say("sync", f"pruning unused virtualenv {venv.name}")
+                remove_tree(venv)
+                pruned_venvs += 1
+    if pruned_venvs and cfg.uv_cache.exists():
+        # uv links the virtualenvs' files from its cache: removing it leaves them whole, and keeps the
+        # cache from growing by every requirements set ever built. The next build unpacks again.
+        say("sync", "clearing uv's cache (the wheels of pruned virtualenvs)")
+        remove_tree(cfg.uv_cache)

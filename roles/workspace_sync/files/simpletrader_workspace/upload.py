@@ -1,0 +1,111 @@
+"""Trade data to the bucket: what counts as trade data, the upload marker, and whether a release is confirmed.
+
+A release's ``<trade_logs>/`` go to ``<logs>``, its ``<ledger>/`` to
+``<ledger>`` (bucket prefixes). Every uploaded file is recorded in the
+release's ``.simpletrader-uploaded.json``; a release is *confirmed* when every
+trade data file is recorded there with its current size and sha256. Files are
+read as root without following any link (``fsutil.Beneath``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from .clock import utc_now
+from .config import Config
+from .fsutil import Beneath, read_json, sha256_fd, write_json
+from .s3 import Bucket
+
+UPLOADED_MARKER = ".simpletrader-uploaded.json"
+
+
+def data_files(cfg: Config, root: Path) -> list[tuple[str, Path, str]]:
+    """(path relative to root, absolute path, bucket key) of every trade data file."""
+    out: list[tuple[str, Path, str]] = []
+    for local, prefix in ((cfg.trade_logs, cfg.prefixes["logs"]), (cfg.ledger, cfg.prefixes["ledger"])):
+        base = root / local
+        if not base.is_dir() or base.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(str(base)):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() or not path.is_file():
+                    continue
+                inner = path.relative_to(base).as_posix()
+                out.append((f"{local}/{inner}", path, prefix + inner))
+    return out
+
+
+def read_data_file(beneath: Beneath, rel: str) -> tuple[int, int, str]:
+    """(descriptor, size, sha256) of a trade data file, opened without following any link."""
+    fd = beneath.open_file(rel)
+    try:
+        size = os.fstat(fd).st_size
+        digest = sha256_fd(fd)
+        assert digest is not None
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size, digest
+
+
+def recorded(marker: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The files an upload marker lists, by path in the release."""
+    return dict((marker or {}).get("files") or {})
+
+
+def write_marker(root: Path, bucket: str, files: dict[str, Any]) -> None:
+    write_json(root / UPLOADED_MARKER, {"bucket": bucket, "updated_at": utc_now(), "files": files}, sort_keys=True)
+
+
+def is_confirmed(cfg: Config, root: Path) -> bool:
+    done = recorded(read_json(root / UPLOADED_MARKER))
+    beneath = Beneath(root)
+    try:
+        for rel, _path, _key in data_files(cfg, root):
+            entry = done.get(rel)
+            try:
+                fd, size, digest = read_data_file(beneath, rel)
+            except OSError:
+                return False
+            os.close(fd)
+            if not isinstance(entry, dict) or entry.get("size") != size or entry.get("sha256") != digest:
+                return False
+    finally:
+        beneath.close()
+    return True
+
+
+def upload_data(cfg: Config, bucket: Bucket, root: Path, force: Optional[str] = None) -> tuple[int, int]:
+    """Upload the trade data under ``root`` not yet recorded in its marker.
+
+    Returns (uploaded now, already uploaded). The marker is rewritten after
+    every file, so a failure part-way keeps what was confirmed. ``force`` is a
+    local top directory (the ledger) whose files are uploaded even when
+    recorded. Raises on the first failed upload.
+    """
+    done = recorded(read_json(root / UPLOADED_MARKER))
+    uploaded = skipped = 0
+    beneath = Beneath(root)  # files are read as root in a directory of the trading user: no links followed
+    try:
+        for rel, _path, key in data_files(cfg, root):
+            fd, size, digest = read_data_file(beneath, rel)
+            with os.fdopen(fd, "rb") as fh:
+                entry = done.get(rel)
+                known = isinstance(entry, dict) and entry.get("sha256") == digest and entry.get("size") == size
+                if known and not (force and rel.startswith(force + "/")):
+                    skipped += 1
+                    continue
+                bucket.upload(key, fh, digest)
+            done[rel] = {"key": key, "size": size, "sha256": digest, "uploaded_at": utc_now()}
+            uploaded += 1
+            write_marker(root, cfg.bucket, done)
+    finally:
+        beneath.close()
+    if not (root / UPLOADED_MARKER).exists():
+        write_marker(root, cfg.bucket, done)
+    return uploaded, skipped
