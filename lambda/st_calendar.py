@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,20 @@ def _date(value: Any, where: str) -> date:
 def _named_dates(raw: Any, where: str) -> dict[date, str]:
     if not isinstance(raw, dict):
         raise CalendarError(f"calendar {where} must be an object of date -> name")
-    return {_date(k, f"{where} key"): str(v) for k, v in raw.items()}
+    return {_date(k, f"{where} key"): str(v["name"] if isinstance(v, dict) else v) for k, v in raw.items()}
+
+
+def _session_hours(raw: Any) -> dict[date, tuple[str, str]]:
+    """The special sessions that have hours of their own: date -> (start, stop), exchange-local HH:MM."""
+    hours = {}
+    for k, v in raw.items():
+        if isinstance(v, dict) and (v.get("start") or v.get("stop")):
+            hours[_date(k, "special_sessions key")] = (str(v.get("start") or ""), str(v.get("stop") or ""))
+    return hours
+
+
+#: How long before the calendar's last covered day the start function starts saying so.
+COVERAGE_WARNING_DAYS = 45
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class TradingCalendar:
     covered_years: frozenset[int]
     holidays: dict[date, str]
     special_sessions: dict[date, str]
+    # Special sessions with hours of their own (a one-time schedule starts and stops the host then).
+    session_hours: dict[date, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -116,6 +131,7 @@ class TradingCalendar:
             covered_years=frozenset(years),
             holidays=_named_dates(data["holidays"], "holidays"),
             special_sessions=_named_dates(data["special_sessions"], "special_sessions"),
+            session_hours=_session_hours(data["special_sessions"]),
         )
 
     @classmethod
@@ -170,6 +186,31 @@ class TradingCalendar:
                 skipped.append(decision)
         raise CalendarError(f"no trading day in the {within_days} days from {first.isoformat()}")
 
-    def trading_weekdays(self) -> list[int]:
-        """Every weekday (0 = Monday) a trading day can fall on: the weekdays and the special sessions'."""
-        return sorted(set(self.weekdays) | {d.weekday() for d in self.special_sessions})
+    def own_hours(self, day: date, kind: str) -> str | None:
+        """A special session's own start or stop time that day (``kind``: start | stop), if it has one."""
+        start, stop = self.session_hours.get(day, ("", ""))
+        return (start if kind == "start" else stop) or None
+
+    def weekly_firing_skipped(self, day: date, local_time: str, kind: str) -> str | None:
+        """Why the weekly rule's firing at ``local_time`` on ``day`` does nothing, if it does nothing:
+        the day is a special session that starts (or stops) at another time, by its own schedule."""
+        own = self.own_hours(day, kind)
+        if own is None or own == local_time:
+            return None
+        return (f"{day.isoformat()} is a special session ({self.special_sessions.get(day)}) that {kind}s at {own} "
+                f"by its own schedule; the weekly {local_time} {kind} does nothing")
+
+    def covered_until(self) -> date | None:
+        """The last day the calendar's holiday lists cover (31 December of its last covered year)."""
+        return date(max(self.covered_years), 12, 31) if self.covered_years else None
+
+    def coverage_warning(self, today: date) -> str | None:
+        """A line for every start notification once fewer than COVERAGE_WARNING_DAYS are left."""
+        until = self.covered_until()
+        left = (until - today).days if until else -1
+        if left >= COVERAGE_WARNING_DAYS:
+            return None
+        where = f"covers up to {until.isoformat()} ({left} days left)" if until and left >= 0 else "has run out"
+        return (f"the {self.exchange} trading calendar {where}: refresh it with `python -m provision up` (with a "
+                "holidays package that has next year's list: `pip install -U holidays`, or list the days in "
+                "calendar.extra_holidays)")

@@ -153,6 +153,14 @@ class Event:
     manual: bool = False
     sync: bool = True
     eod: bool = True
+    # Set by a special session's one-time schedule (its date): the firing at the session's own hours.
+    session: str | None = None
+
+    def weekly_time(self, zone: Any) -> str | None:
+        """The exchange-local HH:MM of a weekly rule's firing (None for any other invocation)."""
+        if self.time is None or self.session is not None:
+            return None
+        return self.time.astimezone(zone).strftime("%H:%M")
 
 
 #: What a notification subject adds for a manual run.
@@ -165,7 +173,7 @@ def parse_event(event: Any, allow_force: bool) -> Event:
         event = {}
     if not isinstance(event, dict):
         raise EventError(f"event must be a JSON object, got {type(event).__name__}")
-    allowed = EVENTBRIDGE_KEYS | {"dry_run"} | ({"force"} if allow_force else set())
+    allowed = EVENTBRIDGE_KEYS | {"dry_run", "session"} | ({"force"} if allow_force else set())
     unknown = sorted(str(k) for k in event if k not in allowed)
     if unknown:
         raise EventError(f"unknown event key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(allowed))}")
@@ -186,7 +194,10 @@ def parse_event(event: Any, allow_force: bool) -> Event:
             raise EventError(f"event key 'time' is not an ISO 8601 time: {raw!r}") from None
         if moment.tzinfo is None:
             raise EventError(f"event key 'time' has no UTC offset: {raw!r}")
-    return Event(time=moment, **flags)
+    session = event.get("session")
+    if session is not None and (not isinstance(session, str) or len(session) != 10):
+        raise EventError(f"event key 'session' must be the session's date YYYY-MM-DD, got {session!r}")
+    return Event(time=moment, session=session, **flags)
 
 
 # --------------------------------------------------------------------------- instance state

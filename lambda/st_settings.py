@@ -22,6 +22,9 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _DOCUMENT = re.compile(r"^(?!(aws|amazon|amzn))[a-zA-Z0-9_.-]{3,128}$", re.IGNORECASE)
 
 
+TOKEN_CHECKS = ("refuse", "warn", "off")
+
+
 class SettingsError(ValueError):
     """The function's environment is incomplete or invalid."""
 
@@ -37,6 +40,8 @@ class Settings:
     token_key: str
     manifest_key: str
     token_fresh_after: tuple[int, int]
+    # host.token_check: refuse / warn (the start function warns of a stale token) or off (no check).
+    token_check: str = "refuse"  # noqa: S105 - a mode, not a secret
     agent_wait_seconds: int = 300
     command_timeout_seconds: int = 600
     # Optional knobs (not in the contract table; defaults fit AWS).
@@ -130,6 +135,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if match is None:
         raise SettingsError(f"environment variable ST_TOKEN_FRESH_AFTER={fresh!r} is not a time HH:MM")
 
+    token_check = env.get("ST_TOKEN_CHECK", "").strip() or "refuse"
+    if token_check not in TOKEN_CHECKS:
+        raise SettingsError(f"environment variable ST_TOKEN_CHECK={token_check!r} must be one of "
+                            f"{', '.join(TOKEN_CHECKS)}")
+
     calendar_raw = env.get("ST_CALENDAR_FILE", "").strip()
     stack_name = env.get("ST_STACK_NAME", "").strip() or _stack_from_topic(topic_arn)
 
@@ -143,6 +153,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         token_key=_required(env, "ST_TOKEN_KEY"),
         manifest_key=_required(env, "ST_MANIFEST_KEY"),
         token_fresh_after=(int(match.group(1)), int(match.group(2))),
+        token_check=token_check,
         agent_wait_seconds=_int(env, "ST_AGENT_WAIT_SECONDS", 300),
         command_timeout_seconds=_int(env, "ST_COMMAND_TIMEOUT_SECONDS", 600),
         waiter_delay_seconds=_float(env, "ST_WAITER_DELAY_SECONDS", 5.0),

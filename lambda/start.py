@@ -134,6 +134,9 @@ def _decide(calendar: TradingCalendar, settings: Settings, day: date, event: Eve
     decision = calendar.decide(day)
     if decision.warning:
         warnings.append(decision.warning)
+    running_out = calendar.coverage_warning(day)
+    if running_out:
+        warnings.append(running_out)
     log("calendar", date=day.isoformat(), open=decision.open, reason=decision.reason, name=decision.name,
         source="event" if event.time else "now", force=event.force)
     return decision
@@ -171,8 +174,19 @@ def run_start(*, event: Event, settings: Settings, ec2: Any, ssm: Any, s3: Any, 
                     [f"No start: {decision.describe()}; instance {settings.instance_id} left as it is.",
                      'To start anyway, invoke the function with {"force": true}.'])
             return result
+        weekly = event.weekly_time(settings.zone)
+        later = calendar.weekly_firing_skipped(day, weekly, "start") if weekly and not event.force else None
+        if later:
+            result["outcome"] = "skipped-session-hours"
+            result["ok"] = True
+            if event.dry_run:
+                return _dry_run(result, log, [f"skip: {later}"])
+            log("skip", reason="session-hours", session_start=calendar.own_hours(day, "start"))
+            _report(sns, settings, result, decision, log, [f"No start now: {later}."])
+            return result
 
-        token_warning = check_token(s3, settings, clock.now(), log)
+        checking = settings.token_check != "off"  # noqa: S105 - a mode, not a secret
+        token_warning = check_token(s3, settings, clock.now(), log) if checking else None
         if token_warning:
             warnings.append(token_warning)
 
@@ -261,6 +275,7 @@ def _subject(settings: Settings, result: dict[str, Any], decision: Decision | No
         "started": "started, not synced",
         "skipped-weekend": "skipped (not a trading weekday)",
         "skipped-holiday": f"skipped (holiday: {decision.name if decision else ''})",
+        "skipped-session-hours": "not now (the special session has its own hours)",
         "failed": "FAILED",
     }.get(result["outcome"], result["outcome"])
     warn = " (with warnings)" if result["warnings"] and result["outcome"] != "failed" else ""

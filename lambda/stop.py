@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import boto3
 from botocore.config import Config
+from st_calendar import CalendarError, TradingCalendar
 from st_runtime import (
     MANUAL,
     Budget,
@@ -54,8 +55,22 @@ FN = "stop"
 STOP_RESERVE_SECONDS = 120.0
 
 
+def _session_stops_later(event: Event, settings: Settings, day: date, log: StepLog,
+                         calendar: TradingCalendar | None) -> str | None:
+    """Why this weekly firing does nothing: the day is a special session that stops at its own time."""
+    weekly = event.weekly_time(settings.zone)
+    if weekly is None:
+        return None
+    try:
+        calendar = calendar or TradingCalendar.load(settings.calendar_file)
+    except CalendarError as err:  # the stop goes ahead: an idle host costs money
+        log.warning("calendar", problem=str(err))
+        return None
+    return calendar.weekly_firing_skipped(day, weekly, "stop")
+
+
 def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, clock: Clock,
-             budget: Budget, log: StepLog | None = None) -> dict[str, Any]:
+             budget: Budget, log: StepLog | None = None, calendar: TradingCalendar | None = None) -> dict[str, Any]:
     """The stop logic. Returns the result dict; raises InvocationFailed after reporting a failure."""
     log = log or StepLog(FN)
     day = (event.time or clock.now()).astimezone(settings.zone).date()
@@ -67,6 +82,13 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
     }
     actions: list[str] = result["actions"]
     wait_cfg = WaitConfig(settings.waiter_delay_seconds, settings.waiter_max_attempts)
+    later = _session_stops_later(event, settings, day, log, calendar)
+    if later:
+        result.update(outcome="skipped-session-hours", ok=True)
+        log("skip", reason="session-hours")
+        if not event.dry_run:
+            _report(sns, settings, result, day, log, [f"No stop now: {later}."])
+        return result
     command: CommandResult | None = None
     try:
         state, _ = describe_state(ec2, settings.instance_id)
@@ -189,6 +211,7 @@ def _subject(settings: Settings, result: dict[str, Any], day: date) -> str:
     text = {
         "stopped": "end of day done, instance stopped",
         "stopped-without-eod": "instance stopped, end of day not run",
+        "skipped-session-hours": "not now (the special session has its own hours)",
         "already-stopped": "instance already stopped",
         "eod-failed": "end of day FAILED, instance stopped",
         "failed": "FAILED, instance not stopped",

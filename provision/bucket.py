@@ -16,6 +16,15 @@ the operators. The denies name principals by ``aws:PrincipalArn``, so they
 hold whatever identity policy another principal of the account has (e.g.
 ReadOnlyAccess). Each statement has its own Sid (``POLICY_SIDS``).
 
+A lifecycle rule per prefix (``LIFECYCLE_IDS``) expires noncurrent versions
+under ``deploy/`` and ``secrets/`` after ``bucket.noncurrent_version_days``;
+trade logs and the ledger are never expired.
+
+On a bucket adopted from the operator (the original app's bucket, made by
+hand), the stack manages only its own parts and keeps every other one as it
+is: policy statements by Sid, lifecycle rules by ID, tags by key. ``plan``
+compares and shows only those parts.
+
 ``down`` keeps the bucket unless ``--delete-bucket``; a bucket with objects
 (any version) also needs ``--force``.
 """
@@ -42,6 +51,23 @@ PUBLIC_ACCESS_BLOCK = {
 
 #: The Sids of the statements this stack owns in the bucket policy.
 POLICY_SIDS = ("DenyInsecureTransport", "SecretsReadByHostAndOperatorsOnly", "DeployAndSecretsWrittenByOperatorsOnly")
+#: The IDs of the lifecycle rules this stack owns, by the prefix they expire noncurrent versions under.
+LIFECYCLE_IDS = {"deploy": "simpletrader-noncurrent-deploy", "secrets": "simpletrader-noncurrent-secrets"}
+
+
+def lifecycle_rules(prefixes: Prefixes, days: int) -> list[dict[str, Any]]:
+    """The stack's own lifecycle rules: noncurrent versions of deploy/ and secrets/ expire after ``days``."""
+    return [{"ID": rule_id, "Status": "Enabled", "Filter": {"Prefix": getattr(prefixes, name)},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": days}}
+            for name, rule_id in LIFECYCLE_IDS.items()]
+
+
+def _ours(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [st for st in statements if st.get("Sid") in POLICY_SIDS]
+
+
+def _theirs(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [st for st in statements if st.get("Sid") not in POLICY_SIDS]
 
 
 def bucket_policy(partition: str, bucket: str, prefixes: Prefixes, host_role_arn: str,
@@ -153,7 +179,14 @@ class Bucket(Resource):
         policy = self._get(
             lambda: s3.get_bucket_policy(Bucket=name, **owner)["Policy"], "NoSuchBucketPolicy", None
         )
-        live["policy"] = _normal(policy) if policy else None
+        statements = json.loads(policy).get("Statement", []) if policy else []
+        # Only the stack's own statements are compared; the operator's own (an Athena reader) are kept.
+        live["policy"] = _normal({"Version": "2012-10-17", "Statement": _ours(statements)}) if policy else None
+        live["other_statements"] = _theirs(statements)
+        rules = self._get(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name, **owner)["Rules"],
+                          "NoSuchLifecycleConfiguration", [])
+        live["lifecycle"] = _normal([r for r in rules if r.get("ID") in LIFECYCLE_IDS.values()])
+        live["other_rules"] = [r for r in rules if r.get("ID") not in LIFECYCLE_IDS.values()]
         tagset = self._get(lambda: s3.get_bucket_tagging(Bucket=name, **owner)["TagSet"], "NoSuchTagSet", [])
         # Only our keys are compared: an adopted bucket may carry the operator's own tags.
         ours = tags.resource_tags(ctx.stack, "bucket")
@@ -183,8 +216,13 @@ class Bucket(Resource):
             "encryption": ["AES256"],
             "versioning": "Enabled",
             "policy": _normal(wanted_policy(ctx)),
+            "lifecycle": _normal(self._rules(ctx)),
             "tags": tags.resource_tags(ctx.stack, "bucket"),
         }
+
+    @staticmethod
+    def _rules(ctx: Context) -> list[dict[str, Any]]:
+        return lifecycle_rules(ctx.cfg.bucket.prefixes, ctx.cfg.bucket.noncurrent_version_days)
 
     def create(self, ctx: Context) -> None:
         s3, name = ctx.clients.s3, bucket_name(ctx.cfg)
@@ -224,7 +262,14 @@ class Bucket(Resource):
         if "versioning" in changed:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"}, **owner)
         if "policy" in changed:
-            s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted_policy(ctx)), **owner)
+            policy = wanted_policy(ctx)
+            policy["Statement"] = live.get("other_statements", []) + policy["Statement"]
+            s3.put_bucket_policy(Bucket=name, Policy=json.dumps(policy), **owner)
+        if "lifecycle" in changed:
+            # PutBucketLifecycleConfiguration replaces every rule: send the operator's own with ours.
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": live.get("other_rules", []) + self._rules(ctx)},
+                **owner)
         if "tags" in changed:
             merged = dict(live["all_tags"])
             merged.update(tags.resource_tags(ctx.stack, "bucket"))

@@ -24,7 +24,7 @@ from botocore.exceptions import (
     WaiterError,
 )
 
-from provision import access, doctor, network, operate, rules, stack
+from provision import access, doctor, network, operate, releases, rules, stack
 from provision import config as config_mod
 from provision.aws import Clients, error_code, error_message
 from provision.engine import Context, Plan
@@ -337,8 +337,8 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     s = cfg.schedule
     now = dt.datetime.now(dt.timezone.utc)
     calendar = rules.calendar(cfg, builder=ctx.options.get("calendar_builder"))
-    start, skipped = next_run(calendar, s.start, now)
-    stop, _ = next_run(calendar, s.stop, now)
+    start, skipped = next_run(calendar, s.start, now, "start")
+    stop, _ = next_run(calendar, s.stop, now, "stop")
     o.line(f"stack       {ctx.stack} ({cfg.stack.region})")
     instance = data["instance_id"] or "- (not created; run up)"
     o.line(f"instance    {instance}  {data['instance_state'] or ''}".rstrip())
@@ -348,23 +348,42 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     o.line(f"next stop   {stop:%a %Y-%m-%d %H:%M} {s.timezone}")
     for day in skipped:
         o.line(f"            {day.day.isoformat()} skipped: {day.name} (exchange holiday)")
+    for line in _coming_sessions(cfg, calendar, now):
+        o.line(line)
+    until = calendar.covered_until()
+    o.line(f"calendar    {cfg.calendar.exchange} holidays known up to {until.isoformat() if until else '-'}"
+           + (f"; warning: {calendar.coverage_warning(now.date())}" if calendar.coverage_warning(now.date()) else ""))
     if data["instance_id"]:
         for line in _last_commands(ctx, data["instance_id"]):
             o.line(line)
     return 0
 
 
-def next_run(calendar: Any, local: str, now: dt.datetime) -> tuple[dt.datetime, list[Any]]:
-    """The next ``local`` time (exchange-local ``HH:MM``) on a trading day of the rule after ``now``,
-    and the holidays passed over before it."""
+def _coming_sessions(cfg: config_mod.Config, calendar: Any, now: dt.datetime) -> list[str]:
+    """One line per special session still ahead, with its hours."""
+    s = cfg.schedule
+    today = now.astimezone(calendar.zone).date().isoformat()
+    return [f"session     {x.date} {x.name}: {x.start or s.start}-{x.stop or s.stop} {s.timezone}"
+            + (f", jobs {', '.join(f'{k} {v}' for k, v in x.jobs.items())}" if x.jobs else "")
+            for x in cfg.calendar.special_sessions if x.date >= today]
+
+
+def next_run(calendar: Any, local: str, now: dt.datetime, kind: str = "start") -> tuple[dt.datetime, list[Any]]:
+    """The next start (or stop) after ``now`` on a trading day of the rule: at ``local`` (exchange-local
+    ``HH:MM``), or at a special session's own time; and the holidays passed over before it."""
     zone = calendar.zone
-    today = now.astimezone(zone).date()
-    h, m = (int(x) for x in local.split(":"))
-    first = today
-    if dt.datetime.combine(today, dt.time(h, m), zone) <= now:
-        first = today + dt.timedelta(days=1)
-    decision, skipped = calendar.next_open(first)
-    return dt.datetime.combine(decision.day, dt.time(h, m), zone), skipped
+    day = now.astimezone(zone).date()
+    skipped: list[Any] = []
+    for _ in range(400):
+        decision, passed = calendar.next_open(day)
+        skipped += passed
+        at = calendar.own_hours(decision.day, kind) or local
+        hour, minute = (int(x) for x in at.split(":"))
+        when = dt.datetime.combine(decision.day, dt.time(hour, minute), zone)
+        if when > now:
+            return when, skipped
+        day = decision.day + dt.timedelta(days=1)
+    raise ProvisionError("no trading day in the calendar ahead; refresh it with `python -m provision up`")
 
 
 def _last_commands(ctx: Context, instance_id: str) -> list[str]:
@@ -431,6 +450,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
         )
     else:
         a = cfg.artifacts
+        _warn_missing_closure(cfg, o)
         manifest = publish_mod.publish(
             s3,
             bucket=bucket,
@@ -444,10 +464,22 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             log=o.line,
             expected_owner=owner,
         )
+        releases.prune(s3, bucket, prefixes["deploy"], cfg.bucket.keep_releases, str(manifest["release"]), o.line,
+                       owner)
     o.line(f"Published release {manifest.get('release')} to s3://{bucket}/{prefixes['deploy']}manifest.json")
     if args.sync:
         return _sync_now(ctx, o)
     return 0
+
+
+def _warn_missing_closure(cfg: config_mod.Config, o: _Out) -> None:
+    """The code to publish lacks the configured closure script: the end of day would skip it."""
+    script = cfg.eod.closure_script
+    code_dir = cfg.artifact_path(cfg.artifacts.code_dir)
+    if script and not (code_dir / script).is_file():
+        o.line(f"warning: eod.closure_script {script} is not in {code_dir}; the end of day will skip it and the "
+               "stop notification will say so. Add the script, or set eod.closure_script to the right path "
+               '(or "" for none)')
 
 
 # SSM's own floor for the delivery timeout of a command.

@@ -45,6 +45,7 @@ from provision.schema import (
     network,
     not_empty,
     one_of,
+    optional,
     read_section,
     records,
     relpath,
@@ -61,6 +62,8 @@ ACCESS_MODES = ("ssm", "ssh")
 #: An ``ssh_ingress`` entry standing for the operator's current public IPv4 address as a /32.
 AUTO_INGRESS = "auto"
 SUFFIX_ENV_VARS = ("s3_bucket_suffix", "S3_BUCKET_SUFFIX")
+#: host.token_check: what the trading job does with a token published before token_fresh_after.
+TOKEN_CHECKS = ("refuse", "warn", "off")
 DEFAULT_CONFIG = "stack.yml"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
@@ -182,6 +185,42 @@ def absolute_path(value: str, ctx: Context) -> str:
     return value
 
 
+def policy_arn(value: Any, ctx: Context) -> str:
+    arn = string(value, ctx)
+    if not re.match(r"^arn:aws(-[a-z]+)*:iam::(aws|\d{12}):policy/([\w+=,.@-]+/)*[\w+=,.@-]+$", arn):
+        raise Problem(f"{arn!r} is not an IAM policy ARN, e.g. arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy "
+                      "or arn:aws:iam::123456789012:policy/trader-extra")
+    return arn
+
+
+def secret_ref(value: Any, ctx: Context) -> str:
+    ref = string(value, ctx)
+    if ref.startswith("arn:"):
+        if not re.match(r"^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+$", ref):
+            raise Problem(f"{ref!r} is not a Secrets Manager secret ARN, e.g. "
+                          "arn:aws:secretsmanager:ap-south-1:123456789012:secret:kite/keys-AbCdEf")
+    elif not re.match(r"^[\w/+=.@-]{1,512}$", ref):
+        raise Problem(f"{ref!r} is not a secret name (letters, digits and /_+=.@-), e.g. kite/keys")
+    return ref
+
+
+def job_times(value: Any, ctx: Context) -> dict[str, str]:
+    """``{job name: "HH:MM"}`` for a special session: jobs of ``cron_jobs`` at the session's own times."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Problem(f'must be a mapping of cron job names to times, e.g. {{trading: "18:14"}}, got {value!r}')
+    items: list[tuple[str, str]] = []
+    for name, at in value.items():
+        try:
+            hhmm(at, ctx)
+        except Problem as exc:
+            items.append((f".{name}", str(exc)))
+    if items:
+        raise Problem("", items)
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _minutes(hhmm_text: str) -> int:
     h, m = hhmm_text.split(":")
     return int(h) * 60 + int(m)
@@ -202,8 +241,9 @@ class StackConfig:
 class Prefixes:
     deploy: str = key(prefix, default="deploy/")
     secrets: str = key(prefix, default="secrets/")
-    logs: str = key(prefix, default="logs/")
-    ledger: str = key(prefix, default="ledger/")
+    # The original app's prefixes: its Athena table reads SimpleTraderLedger/ (docs/ORIGINAL.md).
+    logs: str = key(prefix, default="SimpleTraderLogs/")
+    ledger: str = key(prefix, default="SimpleTraderLedger/")
 
     def as_dict(self) -> dict[str, str]:
         return {"deploy": self.deploy, "secrets": self.secrets, "logs": self.logs, "ledger": self.ledger}
@@ -230,6 +270,10 @@ class BucketConfig:
     # exceptions. Empty: the principal that runs `up`.
     operators: tuple[str, ...] = key(each(principal_arn), distinct("operator"), default=(),
                                      doc_default="`[]`")
+    # Noncurrent versions under deploy/ and secrets/ (every publish makes some) expire after this many days.
+    noncurrent_version_days: int = key(whole(1, 3650), default=30)
+    # publish keeps this many code releases under deploy/releases/ and deletes older ones (then noncurrent).
+    keep_releases: int = key(whole(1, 100), default=5)
 
 
 def _graviton(instance_type: str) -> bool:
@@ -248,6 +292,10 @@ class InstanceConfig:
         doc_default="`" + AMI_PARAMETER.format(arch="<architecture>") + "`")
     root_volume_gb: int = key(whole(8, 16384), default=16)
     static_ip: bool = key(boolean, default=True)
+    # Managed policies (AWS's or the account's own) attached to the instance role besides the stack's own.
+    extra_policy_arns: tuple[str, ...] = key(each(policy_arn), distinct("policy"), default=())
+    # Secrets Manager secrets the host may read (GetSecretValue on exactly these).
+    secrets: tuple[str, ...] = key(each(secret_ref), distinct("secret"), default=())
 
     @staticmethod
     def type_fits_architecture(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
@@ -342,6 +390,28 @@ class ScheduleConfig:
 class SpecialSession:
     date: str = key(date)
     name: str = key(string)
+    # The session's own hours (exchange-local); left out, the schedule's. A one-time schedule starts
+    # and stops the host at them, and the cron jobs of `jobs` run then that day.
+    start: str = key(optional(hhmm), default="", doc_default="`schedule.start`")
+    stop: str = key(optional(hhmm), default="", doc_default="`schedule.stop`")
+    jobs: dict[str, str] = key(job_times, default={}, doc_default="`{}`")
+
+    @staticmethod
+    def hours_in_order(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        s = ctx.sections.get("schedule", {})
+        start, stop = v["start"] or s.get("start"), v["stop"] or s.get("stop")
+        if not start or not stop or None in (v["start"], v["stop"]):
+            return []
+        if _minutes(start) >= _minutes(stop):
+            return [("stop", f"{stop} is not after the session's start {start}")]
+        found = []
+        for name, at in (v["jobs"] or {}).items():
+            if not _minutes(start) < _minutes(at) < _minutes(stop):
+                found.append((f"jobs.{name}", f"{at} is outside the session's {start} .. {stop}; the host is "
+                                              "stopped then"))
+        return found
+
+    CROSS_CHECKS = (hours_in_order,)
 
 
 @dataclass(frozen=True)
@@ -357,6 +427,13 @@ class HostConfig:
     user: str = key(string, matches(r"^[a-z_][a-z0-9_-]{0,31}$", "{value!r} is not a Linux user name, e.g. ec2-user"))
     workdir: str = key(string, absolute_path)
     token_fresh_after: str = key(hhmm, default="06:00")
+    # What a token published before token_fresh_after does: the trading job refuses to start (refuse), or
+    # runs with a warning (warn); off: no check at all (a program that logs in to the broker itself).
+    token_check: str = key(one_of(TOKEN_CHECKS, "{value!r} must be one of {options}"), default="refuse")
+    # How Python 3.9 gets on the host: the distribution's (Amazon Linux 2023's python3 is 3.9) where there is
+    # one, else built from source (auto); or always one way.
+    python_install: str = key(one_of(("auto", "package", "source"), "{value!r} must be one of {options}"),
+                              default="auto")
 
 
 @dataclass(frozen=True)
@@ -405,7 +482,8 @@ class Uploads:
 
 @dataclass(frozen=True)
 class EodConfig:
-    closure_script: str = key(text, relpath, default="")
+    # The original app's closure step (its stop function ran src/setup/closure_setup.py).
+    closure_script: str = key(text, relpath, default="src/setup/closure_setup.py")
     uploads: Uploads = key(nested(Uploads), default={"trade_logs": "trade_logs", "ledger": "ledger"},
                            doc_default="`{trade_logs: trade_logs, ledger: ledger}`")
 
@@ -532,18 +610,32 @@ def validate(raw: Any, path: Path, env: Mapping[str, str] | None = None, today: 
     for where, message in unknown("", raw, list(SECTIONS), what="section"):
         problems.add(where, message)
     sections: dict[str, Any] = {}
-    for name, (cls, optional) in SECTIONS.items():
+    for name, (cls, may_be_left_out) in SECTIONS.items():
         if cls is None:
             sections[name] = _cron_jobs(raw.get(name), problems, ctx)
             continue
-        values = read_section(cls, raw.get(name), name, problems, ctx, optional=optional)
+        values = read_section(cls, raw.get(name), name, problems, ctx, optional=may_be_left_out)
         ctx.sections[name] = values
         sections[name] = values
+    for where, message in _session_jobs(sections):
+        problems.add(where, message)
     if problems.items:
         raise ConfigError(str(path), problems.lines)
     built = {name: sections[name] if cls is None else build(cls, sections[name])
              for name, (cls, _) in SECTIONS.items()}
     return Config(path=path, raw=raw, **built)
+
+
+def _session_jobs(sections: dict[str, Any]) -> list[tuple[str, str]]:
+    """A special session's ``jobs`` name jobs of ``cron_jobs``."""
+    names = [job.name for job in sections["cron_jobs"]]
+    found = []
+    for idx, session in enumerate(sections["calendar"].get("special_sessions") or ()):
+        for name in session.jobs:
+            if name not in names:
+                found.append((f"calendar.special_sessions[{idx}].jobs.{name}",
+                              f"is not one of the cron_jobs ({', '.join(names) or 'none'})"))
+    return found
 
 
 def _cron_jobs(value: Any, problems: Problems, ctx: Context) -> tuple[CronJob, ...]:

@@ -134,11 +134,11 @@ def schedule_days(cfg: Any, year: int, builder: Any = None) -> dict[str, Any]:
     from provision import rules
 
     calendar = rules.calendar(cfg, years=[year], builder=builder)
-    fires_on = set(calendar.trading_weekdays())
     months: list[dict[str, int]] = [{"month": m, "rule_days": 0, "trading_days": 0} for m in range(1, 13)]
     skipped: list[str] = []
     for decision in calendar.days(dt.date(year, 1, 1), dt.date(year, 12, 31)):
-        if decision.day.weekday() not in fires_on:
+        # The start fires on the schedule's weekdays, and on a special session's day by its own schedule.
+        if decision.day.weekday() not in calendar.weekdays and decision.reason != "special-session":
             continue
         month = months[decision.day.month - 1]
         month["rule_days"] += 1

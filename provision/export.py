@@ -4,8 +4,8 @@ The playbooks read this instead of the raw YAML (playbooks/check_hosts.yml
 runs it first, so a bad ``stack.yml`` stops ``ansible-playbook site.yml``
 with the messages ``plan`` prints), and nothing is derived twice: the bucket's
 full name, the EventBridge rules in UTC, the weekdays the cron jobs run on
-(the start function's own trading-day rule) and the closure script's timeout
-are computed here, once.
+and the job times of special sessions, and the closure script's timeout are
+computed here, once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from provision import rules
 from provision.config import Config, bucket_name
 from provision.cron import utc_schedule
+from provision.rules import WEEKDAYS
 
 VERSION = 1
 #: What eod keeps for itself inside the stop function's command deadline: the lock wait (60 s) and the
@@ -30,9 +31,26 @@ def closure_timeout(cfg: Config) -> int:
     return max(cfg.schedule.command_timeout_seconds - EOD_RESERVE_SECONDS, MIN_CLOSURE_SECONDS)
 
 
-def cron_weekdays(calendar: Any) -> str:
-    """crontab's day-of-week field (0 = Sunday) for every weekday a trading day can fall on."""
-    return ",".join(str(d) for d in sorted((w + 1) % 7 for w in calendar.trading_weekdays()))
+def cron_weekdays(cfg: Config) -> str:
+    """crontab's day-of-week field (0 = Sunday) of the weekly job entries: ``schedule.weekdays``."""
+    return ",".join(str(d) for d in sorted((WEEKDAYS.index(w) + 1) % 7 for w in cfg.schedule.weekdays))
+
+
+def session_jobs(cfg: Config) -> list[dict[str, Any]]:
+    """Each special session's day: when each cron job runs (its own time, or its usual one if that falls
+    inside the session's hours). The host gets a dated cron entry per job, and the job guard skips the
+    weekly entry of that day when the time differs."""
+    s = cfg.schedule
+    found = []
+    for session in cfg.calendar.special_sessions:
+        start, stop = session.start or s.start, session.stop or s.stop
+        jobs = {}
+        for job in cfg.cron_jobs:
+            at = session.jobs.get(job.name, job.time)
+            if start < at < stop:
+                jobs[job.name] = at
+        found.append({"date": session.date, "name": session.name, "start": start, "stop": stop, "jobs": jobs})
+    return found
 
 
 def _plain(value: Any) -> Any:
@@ -59,7 +77,8 @@ def export(cfg: Config, builder: Any = None, today: dt.date | None = None) -> di
         "bucket": bucket_name(cfg),
         "rules_utc": {kind: utc_schedule(t, rule_weekdays(cfg), s.timezone, today)[0]
                       for kind, t in (("start", s.start), ("stop", s.stop))},
-        "cron_weekdays": cron_weekdays(calendar),
+        "cron_weekdays": cron_weekdays(cfg),
+        "session_jobs": session_jobs(cfg),
         "closure_timeout_seconds": closure_timeout(cfg),
         "calendar_years": sorted(calendar.covered_years),
     }

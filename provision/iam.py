@@ -3,7 +3,10 @@
 - ``<stack>-instance`` (EC2, with an instance profile of the same name): read
   the bucket's deploy and secrets prefixes, write the logs and ledger
   prefixes, and the SSM agent's own actions (register, receive commands,
-  Session Manager channels). Not AWS's ``AmazonSSMManagedInstanceCore``: it
+  Session Manager channels); plus ``secretsmanager:GetSecretValue`` on
+  exactly ``instance.secrets`` and the managed policies of
+  ``instance.extra_policy_arns`` (by ARN, AWS's or the account's own), when
+  the operator lists any. Not AWS's ``AmazonSSMManagedInstanceCore``: it
   grants ``ssm:GetParameter(s)`` on every parameter, the SSH private key
   among them, to any process on the host. No ``ssm:GetParameter*`` at all.
 - ``<stack>-scheduler`` (the start/stop Lambdas): start/stop this one
@@ -81,8 +84,23 @@ def instance_policy(ctx: Context) -> dict[str, Any]:
             # The message and session channel actions support no resource-level permissions in IAM.
             {"Sid": "AgentMessagesHaveNoResourceScope", "Effect": "Allow", "Action": list(AGENT_MESSAGE_ACTIONS),
              "Resource": "*"},
+            *_secrets_statement(ctx),
         ],
     }
+
+
+def secret_arns(ctx: Context) -> list[str]:
+    """``instance.secrets`` as ARNs: a name gets the six-character suffix Secrets Manager adds to it."""
+    part, region, account = ctx.clients.partition, ctx.cfg.stack.region, ctx.clients.account_id
+    return [ref if ref.startswith("arn:") else f"arn:{part}:secretsmanager:{region}:{account}:secret:{ref}-??????"
+            for ref in ctx.cfg.instance.secrets]
+
+
+def _secrets_statement(ctx: Context) -> list[dict[str, Any]]:
+    if not ctx.cfg.instance.secrets:
+        return []
+    return [{"Sid": "ReadTheListedSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+             "Resource": secret_arns(ctx)}]
 
 
 def scheduler_policy(ctx: Context) -> dict[str, Any]:
@@ -156,25 +174,28 @@ def _doc(value: Any) -> Any:
     return _normal(value)
 
 
-def _has_unknown(value: Any) -> bool:
+def has_unknown(value: Any) -> bool:
     if value is UNKNOWN:
         return True
     if isinstance(value, dict):
-        return any(_has_unknown(v) for v in value.values())
+        return any(has_unknown(v) for v in value.values())
     if isinstance(value, list):
-        return any(_has_unknown(v) for v in value)
+        return any(has_unknown(v) for v in value)
     if isinstance(value, str):
         return "(known after apply)" in value
     return False
 
 
 class Role(Resource):
-    """A role with one inline policy, optional AWS managed policies and an optional instance profile."""
+    """A role with one inline policy, managed policies (by ARN) and an optional instance profile."""
 
     kind = ""
     service = ""
-    managed: tuple[str, ...] = ()
     with_profile = False
+
+    def managed(self, ctx: Context) -> list[str]:
+        """ARNs of the managed policies the role should have (AWS's or the account's own)."""
+        return []
 
     def name(self, ctx: Context) -> str:
         return tags.resource_name(ctx.stack, self.kind)
@@ -198,7 +219,7 @@ class Role(Resource):
             inline[pname] = _doc(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"])
         role_tags = tags.from_aws(iam.list_role_tags(RoleName=name).get("Tags"))
         attached = sorted(
-            p["PolicyName"]
+            p["PolicyArn"]
             for p in paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
         )
         live: dict[str, Any] = {
@@ -223,7 +244,7 @@ class Role(Resource):
         want: dict[str, Any] = {
             "trust": _normal(trust(self.service)),
             "inline_policies": {f"{self.name(ctx)}-access": _normal(self.policy(ctx))},
-            "managed_policies": sorted(self.managed),
+            "managed_policies": sorted(self.managed(ctx)),
             "tags": tags.resource_tags(ctx.stack, self.kind),
         }
         if self.with_profile:
@@ -240,7 +261,6 @@ class Role(Resource):
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         iam, name = ctx.clients.iam, self.name(ctx)
-        part = ctx.clients.partition
         for d in diffs:
             if d.attr == "trust":
                 iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust(self.service)))
@@ -254,10 +274,10 @@ class Role(Resource):
                             RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(self.policy(ctx))
                         )
             elif d.attr == "managed_policies":
-                for pname in sorted(set(live["managed_policies"]) - set(d.new)):
-                    iam.detach_role_policy(RoleName=name, PolicyArn=f"arn:{part}:iam::aws:policy/{pname}")
-                for pname in sorted(set(d.new) - set(live["managed_policies"])):
-                    iam.attach_role_policy(RoleName=name, PolicyArn=f"arn:{part}:iam::aws:policy/{pname}")
+                for arn in sorted(set(live["managed_policies"]) - set(d.new)):
+                    iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+                for arn in sorted(set(d.new) - set(live["managed_policies"])):
+                    iam.attach_role_policy(RoleName=name, PolicyArn=arn)
             elif d.attr == "tags":
                 iam.tag_role(RoleName=name, Tags=tags.to_aws(tags.resource_tags(ctx.stack, self.kind)))
             elif d.attr == "profile_roles":
@@ -284,10 +304,8 @@ class Role(Resource):
             for r in live["profile_roles"]:
                 iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=r)
             iam.delete_instance_profile(InstanceProfileName=name)
-        for pname in live["managed_policies"]:
-            iam.detach_role_policy(
-                RoleName=name, PolicyArn=f"arn:{ctx.clients.partition}:iam::aws:policy/{pname}"
-            )
+        for arn in live["managed_policies"]:
+            iam.detach_role_policy(RoleName=name, PolicyArn=arn)
         for pname in live["inline_policies"]:
             iam.delete_role_policy(RoleName=name, PolicyName=pname)
         iam.delete_role(RoleName=name)
@@ -301,6 +319,10 @@ class InstanceRole(Role):
 
     def policy(self, ctx: Context) -> dict[str, Any]:
         return instance_policy(ctx)
+
+    def managed(self, ctx: Context) -> list[str]:
+        # Only what the operator lists (instance.extra_policy_arns); one attached by hand is drift.
+        return list(ctx.cfg.instance.extra_policy_arns)
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["instance_role_arn"] = live["arn"]
@@ -321,6 +343,6 @@ class SchedulerRole(Role):
 
     def desired(self, ctx: Context) -> dict[str, Any]:
         want = super().desired(ctx)
-        if _has_unknown(self.policy(ctx)):
+        if has_unknown(self.policy(ctx)):
             want["inline_policies"] = UNKNOWN
         return want

@@ -48,6 +48,7 @@ def environment(ctx: Context) -> dict[str, str]:
         "ST_TOKEN_KEY": cfg.bucket.prefixes.secrets + "access_token.txt",
         "ST_MANIFEST_KEY": cfg.bucket.prefixes.deploy + "manifest.json",
         "ST_TOKEN_FRESH_AFTER": cfg.host.token_fresh_after,
+        "ST_TOKEN_CHECK": cfg.host.token_check,
         "ST_AGENT_WAIT_SECONDS": str(cfg.schedule.agent_wait_seconds),
         "ST_COMMAND_TIMEOUT_SECONDS": str(cfg.schedule.command_timeout_seconds),
     }

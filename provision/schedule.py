@@ -9,7 +9,6 @@ only from that rule (``SourceArn``).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -28,15 +27,9 @@ def rule_name(stack: str, kind: str) -> str:
 
 
 def rule_weekdays(cfg: Config) -> list[str]:
-    """``schedule.weekdays`` plus the weekday of every special session (e.g. a Sunday Muhurat session).
-
-    The rule may fire on such an extra weekday every week: the start Lambda's calendar gate closes
-    any day that is neither a configured weekday nor a special session.
-    """
-    days = set(cfg.schedule.weekdays)
-    for session in cfg.calendar.special_sessions:
-        days.add(WEEKDAYS[dt.date.fromisoformat(session.date).weekday()])
-    return [d for d in WEEKDAYS if d in days]
+    """``schedule.weekdays``: a special session on another weekday, or with hours of its own, gets one-time
+    schedules of its own (:mod:`provision.sessions`), so nothing extra fires on the other weeks."""
+    return [d for d in WEEKDAYS if d in cfg.schedule.weekdays]
 
 
 def schedule_expression(ctx: Context, kind: str) -> str:

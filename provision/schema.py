@@ -224,6 +224,15 @@ def nested(cls: type) -> Check:
     return check
 
 
+def optional(check: Check) -> Check:
+    """``check``, except that an empty value (``""`` or ``null``) stands for "not given" and stays ``""``."""
+
+    def checked(value: Any, ctx: Context) -> Any:
+        return "" if value in ("", None) else check(value, ctx)
+
+    return checked
+
+
 def string(value: Any, ctx: Context) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Problem(f"must be a non-empty string, got {value!r}")

@@ -16,6 +16,7 @@ from provision.keypair import KeyPair
 from provision.lambdas import Function
 from provision.notifications import Topic
 from provision.schedule import Rule
+from provision.sessions import SessionSchedules, SessionsRole
 
 
 def resources() -> list[Resource]:
@@ -34,6 +35,8 @@ def resources() -> list[Resource]:
         Function("stop"),
         Rule("start"),
         Rule("stop"),
+        SessionsRole(),
+        SessionSchedules(),
     ]
 
 

@@ -55,7 +55,9 @@ def build_calendar(cfg: Config, years: list[int]) -> dict[str, Any]:
         day = date.fromisoformat(raw)
         names = [found.get(day), "Extra holiday (stack config)"]
         found[day] = "; ".join(n for n in names if n)
-    sessions = {s.date: s.name for s in cfg.calendar.special_sessions}
+    # A session's own hours go with it: the start and stop functions skip the weekly firings of that day.
+    sessions = {s.date: {"name": s.name, **{k: getattr(s, k) for k in ("start", "stop") if getattr(s, k)}}
+                for s in cfg.calendar.special_sessions}
     return {
         "exchange": cfg.calendar.exchange,
         "timezone": cfg.schedule.timezone,

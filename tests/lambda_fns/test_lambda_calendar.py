@@ -29,7 +29,7 @@ def test_built_calendar_has_the_contract_shape() -> None:
     assert data["holidays"]["2026-01-26"] == "Republic Day"
     assert "2026-11-10" in data["holidays"]
     assert data["holidays"]["2026-12-31"] == "Extra holiday (stack config)"
-    assert data["special_sessions"] == {"2026-11-08": "Muhurat trading"}
+    assert data["special_sessions"] == {"2026-11-08": {"name": "Muhurat trading"}}
     json.dumps(data)  # serialisable as is
 
 

@@ -206,7 +206,7 @@ FULL = {
     "eip": 1,
     "bucket": 1,
     "topic": 1,
-    "role": 2,
+    "role": 3,
     "profile": 1,
     "function": 2,
     "rule": 2,

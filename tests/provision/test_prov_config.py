@@ -31,8 +31,8 @@ def test_the_repository_config_is_valid() -> None:
     assert cfg.bucket.prefixes.as_dict() == {
         "deploy": "deploy/",
         "secrets": "secrets/",
-        "logs": "logs/",
-        "ledger": "ledger/",
+        "logs": "SimpleTraderLogs/",
+        "ledger": "SimpleTraderLedger/",
     }
     assert cfg.bucket.operators == ()  # whoever runs `up`
 

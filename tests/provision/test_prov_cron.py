@@ -80,12 +80,13 @@ def test_next_run_in_exchange_time() -> None:
     assert next_run("08:45", WEEK, "Asia/Kolkata", friday_morning).date() == dt.date(2026, 11, 27)
 
 
-def test_a_special_session_on_a_weekend_adds_its_weekday_to_the_rule(tmp_path: Path) -> None:
+def test_a_special_session_on_a_weekend_adds_nothing_to_the_weekly_rule(tmp_path: Path) -> None:
     raw = base_config()
     raw["calendar"]["special_sessions"] = [{"date": "2026-11-08", "name": "Muhurat trading"}]  # a Sunday
     cfg = config.load(write_config(tmp_path / "stack.yml", raw), env={})
-    assert rule_weekdays(cfg) == ["MON", "TUE", "WED", "THU", "FRI", "SUN"]
+    # Its own one-time schedules start and stop the host (provision/sessions.py): no rule fires every Sunday.
+    assert rule_weekdays(cfg) == ["MON", "TUE", "WED", "THU", "FRI"]
     expr, _ = utc_schedule(
         cfg.schedule.start, rule_weekdays(cfg), cfg.schedule.timezone, dt.date(2026, 11, 1)
     )
-    assert expr == "cron(15 3 ? * SUN-FRI *)"
+    assert expr == "cron(15 3 ? * MON-FRI *)"

@@ -124,8 +124,8 @@ def test_secrets_are_read_by_the_host_and_operators_only_and_written_by_operator
             assert access(operator, action, key) == ALLOW, (action, key)
     # What the stack needs goes on: the host reads deploy/ and writes logs/ and ledger/ ...
     assert access(host, "GetObject", "deploy/manifest.json") == ALLOW
-    assert access(host, "PutObject", "logs/2026-11-27/trades.csv") == ALLOW
-    assert access(host, "PutObject", "ledger/ledger.csv") == ALLOW
+    assert access(host, "PutObject", "SimpleTraderLogs/2026-11-27/trades.csv") == ALLOW
+    assert access(host, "PutObject", "SimpleTraderLedger/ledger.csv") == ALLOW
     # ... and plain HTTP is refused to everyone.
     assert access(operator, "GetObject", "deploy/manifest.json", tls=False) == DENY
     sids = [st["Sid"] for st in bucket_policy["Statement"]]

@@ -67,7 +67,7 @@ def test_status_next_start_is_the_functions_next_trading_day(cfg: config.Config,
         if day > open_days[-1]:
             break
         midnight = dt.datetime.combine(day, dt.time(0, 0), IST)
-        start, _ = cli.next_run(calendar, cfg.schedule.start, midnight)
+        start, _ = cli.next_run(calendar, cfg.schedule.start, midnight, "start")
         assert start.date() == next(d for d in open_days if d >= day), day
         assert start.strftime("%H:%M") == cfg.schedule.start
 
@@ -81,9 +81,13 @@ def test_cost_counts_the_functions_trading_days(cfg: config.Config, lambda_decis
             assert month["trading_days"] == expected, (year, month)
 
 
-def test_cron_runs_on_every_weekday_the_function_trades(cfg: config.Config,
-                                                         lambda_decisions: dict[dt.date, bool]) -> None:
-    crontab_days = {int(d) for d in export.export(cfg)["derived"]["cron_weekdays"].split(",")}
-    trading = {(d.weekday() + 1) % 7 for d, is_open in lambda_decisions.items() if is_open}
-    assert trading <= crontab_days  # cron fires on every weekday a trading day falls on (0 = Sunday)
-    assert {6, 0} <= trading  # the Saturday and Sunday sessions are among them
+def test_cron_runs_on_every_day_the_function_trades(cfg: config.Config,
+                                                     lambda_decisions: dict[dt.date, bool]) -> None:
+    derived = export.export(cfg)["derived"]
+    weekly = {int(d) for d in derived["cron_weekdays"].split(",")}  # crontab: 0 = Sunday
+    dated = {s["date"] for s in derived["session_jobs"] if s["jobs"]}
+    for day, is_open in lambda_decisions.items():
+        if is_open:  # the jobs run on every trading day: by the weekly entries, or by the session's dated ones
+            assert (day.weekday() + 1) % 7 in weekly or day.isoformat() in dated, day
+    assert all(lambda_decisions[dt.date.fromisoformat(d)] for d in dated)  # and a dated entry only on one
+    assert {6, 0} & weekly == set()  # the weekend sessions add no weekly entry

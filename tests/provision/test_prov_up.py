@@ -27,7 +27,7 @@ def assert_key_pair_recoverable() -> None:
 def test_up_from_empty_creates_everything_and_second_up_changes_nothing(run: Runner) -> None:
     first = run("up", "--yes")
     assert first.code == 0, first.err
-    assert "Plan: 18 to add, 0 to change, 0 to destroy." in first.out
+    assert "Plan: 20 to add, 0 to change, 0 to destroy." in first.out
     assert "instance: created" in first.out  # a progress line per resource
     assert live_counts() == FULL
     assert_no_orphans()
@@ -50,11 +50,11 @@ def test_plan_is_read_only_and_reports_changes(run: Runner) -> None:
     result = run("plan", "--detailed-exitcode")
     assert result.code == 2
     assert "+ instance (simpletrader-host)" in result.out
-    assert result.out.strip().endswith("Plan: 18 to add, 0 to change, 0 to destroy.")
+    assert result.out.strip().endswith("Plan: 20 to add, 0 to change, 0 to destroy.")
     assert run.last_recorder is not None and run.last_recorder.mutating() == []
     as_json = run("plan", "--json")
     data = json.loads(as_json.out)
-    assert data["summary"] == {"add": 18, "change": 0, "destroy": 0}
+    assert data["summary"] == {"add": 20, "change": 0, "destroy": 0}
     assert {c["address"] for c in data["changes"]} >= {"bucket", "keypair", "instance", "schedule.start"}
     assert live_counts()["vpc"] == 0
 
@@ -143,6 +143,7 @@ def assert_security_properties() -> None:
             "ST_TOKEN_KEY",
             "ST_MANIFEST_KEY",
             "ST_TOKEN_FRESH_AFTER",
+            "ST_TOKEN_CHECK",
             "ST_AGENT_WAIT_SECONDS",
             "ST_COMMAND_TIMEOUT_SECONDS",
         }

@@ -190,7 +190,7 @@ def test_publish_writes_the_code_index_beside_the_archive(s3: Any, wheelhouse: P
     assert doc["version"] == 1
     assert doc["archive"] == {"key": code["key"], "size": code["size"], "sha256": code["sha256"]}
     assert {e["path"] for e in doc["entries"] if e["type"] == "file"} == {
-        "requirements.txt", "src/setup/common.py", "src/setup/pre_market_setup.py", "src/setup/closure.py",
+        "requirements.txt", "src/setup/common.py", "src/setup/pre_market_setup.py", "src/setup/closure_setup.py",
         "src/setup/setup.py"}
 
 

@@ -469,7 +469,7 @@ def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: 
     (host.workdir / "trade_logs" / today).mkdir(parents=True)
     (host.workdir / "trade_logs" / today / "trades.csv").write_text("t\n")
     (host.workdir / "src" / "setup").mkdir(parents=True)
-    (host.workdir / "src" / "setup" / "closure.py").write_text("raise SystemExit(3)\n")
+    (host.workdir / "src" / "setup" / "closure_setup.py").write_text("raise SystemExit(3)\n")
     result = host.run("eod")
     assert result.returncode != 0
     assert result.last == f"eod: FAILED closure script exited 3; uploaded 1 files (logs/{today}/, ledger/)"
@@ -477,7 +477,7 @@ def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: 
     assert body(s3, f"logs/{today}/trades.csv") == b"t\n"
     assert (host.workdir / ".simpletrader-uploaded.json").is_file()
 
-    (host.workdir / "src" / "setup" / "closure.py").unlink()
+    (host.workdir / "src" / "setup" / "closure_setup.py").unlink()
     again = host.run("eod")
     assert again.returncode == 0
     assert "no closure script" in again.stdout

@@ -234,7 +234,7 @@ def test_code_index_problems_are_refused(host: Host, s3: Any, published: dict[st
     # A file's entry pointing at another file's (valid) member: the content's sha256 does not match.
     entries = [dict(e) for e in index["entries"]]
     by_path = {e["path"]: e for e in entries}
-    target, other = by_path["src/setup/common.py"], by_path["src/setup/closure.py"]
+    target, other = by_path["src/setup/common.py"], by_path["src/setup/closure_setup.py"]
     target.update(offset=other["offset"], length=other["length"], size=other["size"])
     (host.workdir / "src" / "setup" / "common.py").write_text("# edited on the host: must be fetched\n")
     assert republish(dict(index, entries=entries)) == (

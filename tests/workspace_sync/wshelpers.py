@@ -126,7 +126,7 @@ class Host:
             "lock_file": str(self.lock_file),
             "lock_wait_seconds": 1,
             "timezone": "Asia/Kolkata",
-            "closure_script": "src/setup/closure.py",
+            "closure_script": "src/setup/closure_setup.py",
             "closure_timeout_seconds": 60,
             "uploads": {"trade_logs": "trade_logs", "ledger": "ledger"},
             "keep_releases": 2,

@@ -8,7 +8,7 @@ Every key is in ``SCHEMA`` below, with its JSON type, default and check; only
       "bucket": "simpletrader-working-bucket-ajith",
       "endpoint_url": null,
       "prefixes": {"deploy": "deploy/", "secrets": "secrets/",
-                   "logs": "logs/", "ledger": "ledger/"},
+                   "logs": "SimpleTraderLogs/", "ledger": "SimpleTraderLedger/"},
       "workdir": "/home/ec2-user/projects/SimpleTrader",
       "state_dir": "/home/ec2-user/projects/.simpletrader",
       "owner": {"user": "ec2-user", "group": "ec2-user"},
@@ -16,7 +16,7 @@ Every key is in ``SCHEMA`` below, with its JSON type, default and check; only
       "lock_file": "/run/lock/simpletrader.lock",
       "lock_wait_seconds": 60,
       "timezone": "Asia/Kolkata",
-      "closure_script": "src/setup/closure.py",
+      "closure_script": "src/setup/closure_setup.py",
       "closure_timeout_seconds": 600,
       "uploads": {"trade_logs": "trade_logs", "ledger": "ledger"},
       "keep_releases": 2,
@@ -56,6 +56,9 @@ from .errors import Failure
 
 DEFAULT_CONFIG = "/etc/simpletrader/workspace.json"
 PREFIX_NAMES = ("deploy", "secrets", "logs", "ledger")
+# The stack config's defaults (logs and ledger under the original app's prefixes); the role always writes all four.
+DEFAULT_PREFIXES = {"deploy": "deploy/", "secrets": "secrets/", "logs": "SimpleTraderLogs/",
+                    "ledger": "SimpleTraderLedger/"}
 INSTALLERS = ("auto", "uv", "pip")
 REQUIRED = object()
 
@@ -129,7 +132,7 @@ SCHEMA = (
     Key("lock_file", str, "/run/lock/simpletrader.lock"),
     Key("lock_wait_seconds", int, 60),
     Key("timezone", str, "Asia/Kolkata"),
-    Key("closure_script", str, "src/setup/closure.py"),
+    Key("closure_script", str, "src/setup/closure_setup.py"),
     Key("closure_timeout_seconds", int, 600),
     Key("uploads", dict, {}),  # {"trade_logs", "ledger"}
     Key("keep_releases", int, 2),
@@ -175,7 +178,7 @@ class Config:
             workdir=workdir,
             region=v["region"],
             endpoint_url=v["endpoint_url"] or None,
-            prefixes={name: prefixes.get(name, name + "/").strip("/") + "/" for name in PREFIX_NAMES},
+            prefixes={name: prefixes.get(name, DEFAULT_PREFIXES[name]).strip("/") + "/" for name in PREFIX_NAMES},
             state_dir=Path(v["state_dir"] if v["state_dir"] is not None else str(workdir.parent / ".simpletrader")),
             user=owner.get("user") or pwd.getpwuid(os.getuid()).pw_name,
             group=owner.get("group"),
