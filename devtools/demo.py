@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         bucket = day.stack.functions["start"]["ST_BUCKET"] if day.stack else "?"
         print(f"\nWhat the host uploaded at the end of the day, in s3://{bucket}:")
         s3 = boto3.client("s3")
-        for prefix in ("logs/", "ledger/"):
+        prefixes = day.prefixes()
+        for prefix in (prefixes["logs"], prefixes["ledger"]):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
                     print(f"  {obj['Key']}  ({obj['Size']} bytes)")

@@ -528,6 +528,12 @@ class Day:
                         + yaml.safe_dump(cfg, sort_keys=False))
         return path
 
+    def prefixes(self) -> dict[str, str]:
+        """The bucket prefixes of this day's stack config."""
+        import yaml
+
+        return dict(yaml.safe_load(self.config.read_text())["bucket"]["prefixes"])
+
     def provision(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([str(BIN / "python"), "-m", "provision", *args, "--config", str(self.config)],
                    env=self.tool_env(), check=check, log=self.log("provision"))

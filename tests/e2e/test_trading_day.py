@@ -77,9 +77,10 @@ def test_normal_day_starts_syncs_trades_uploads_and_stops(day: Day, normal: dict
     # the host files the day's logs under its own exchange-local date (the demo's event may name
     # the next trading day when it runs on a weekend)
     host_day = day.host.sh("TZ=Asia/Kolkata date +%F").stdout.strip()
-    logs = objects(bucket, f"logs/{host_day}/")
+    prefixes = day.prefixes()  # the original app's, by default: SimpleTraderLogs/, SimpleTraderLedger/
+    logs = objects(bucket, f"{prefixes['logs']}{host_day}/")
     assert any(k.endswith("trades.csv") for k in logs), sorted(logs)
-    ledger = objects(bucket, "ledger/")
+    ledger = objects(bucket, prefixes["ledger"])
     assert any(k.endswith("ledger.csv") for k in ledger), sorted(ledger)
 
 
