@@ -49,6 +49,10 @@ aws-check: setup
 setup: $(VENV)/.installed $(SCAN)/.installed host-packages
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { \
+	  echo "make: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); ansible-core 2.19 (requirements.txt) needs 3.11 or newer."; \
+	  echo "      Install Python 3.11+ and run: make setup PYTHON=python3.11 (or rm -rf $(VENV) first if it was made with the old one)"; \
+	  exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
