@@ -20,8 +20,13 @@ APT_STAMP := /var/lib/simpletrader/.apt-$(shell echo $(APT_PACKAGES) | sha256sum
 demo: setup
 	$(BIN)/python -m devtools.demo
 
+# The suite runs in parallel workers: most of its time is spent waiting on test
+# hosts and the emulator, not on the CPU. Tests that share a module's host or
+# stack are kept on one worker (xdist_group marks).
+TEST_WORKERS ?= 4
+
 test: setup lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Only the tests that need neither root nor a test host (fast feedback).
 unit: setup

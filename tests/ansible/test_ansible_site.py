@@ -26,7 +26,7 @@ from devtools import localaws
 from provision.publish import build_wheelhouse, publish
 from tests.ansible.helpers_ansible import ROOT, WHEEL_CACHE, tool, tool_env, tool_wheelhouse
 
-pytestmark = [pytest.mark.root, pytest.mark.testhost]
+pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("site-host")]  # one host
 
 TESTHOST = os.environ.get("ST_TESTHOST", str(ROOT / "tests" / "hosts" / "testhost"))
 HOST = "site-deb11"

@@ -17,7 +17,7 @@ import pytest
 
 from devtools.tradingday import Day
 
-pytestmark = [pytest.mark.root, pytest.mark.testhost]
+pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("trading-day")]  # one stack, in order
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKDIR = "/home/ec2-user/projects/SimpleTrader"

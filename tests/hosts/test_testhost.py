@@ -37,23 +37,30 @@ def foreign_pid_namespace_processes() -> set[tuple[int, str]]:
     return found
 
 
-def snapshot() -> dict[str, object]:
-    return {
-        "netns": subprocess.run(["ip", "netns", "list"], text=True, capture_output=True).stdout,
-        "mounts": Path("/proc/mounts").read_text(),
-        "links": subprocess.run(["ip", "-o", "link", "show"], text=True, capture_output=True).stdout,
-        "foreign": foreign_pid_namespace_processes(),
-    }
+def traces(name: str, data: dict[str, object]) -> dict[str, object]:
+    """What host ``name`` leaves on this machine: its namespace, veth, mounts, container processes.
+
+    Only this host's own: other test hosts may come and go meanwhile (the suite runs in parallel).
+    """
+    veth = f"stth{data['index']}"
+    netns = [ln for ln in subprocess.run(["ip", "netns", "list"], text=True, capture_output=True).stdout.splitlines()
+             if ln.split()[:1] == [data["netns"]]]
+    links = [ln for ln in subprocess.run(["ip", "-o", "link", "show"], text=True, capture_output=True).stdout
+             .splitlines() if f" {veth}@" in ln or f" {veth}:" in ln]
+    mounts = [ln for ln in Path("/proc/mounts").read_text().splitlines() if str(data["dir"]) in ln]
+    procs = {p for p in foreign_pid_namespace_processes() if f"--machine={name}" in p[1] or str(data["dir"]) in p[1]}
+    return {"netns": netns, "links": links, "mounts": mounts, "processes": procs}
 
 
 def test_host_boots_serves_ssh_ansible_and_leaves_nothing_behind(tmp_path: Path) -> None:
     name = "pytest-host"
     run_testhost("down", name, check=False)
-    run_testhost("proxy")  # a shared service that outlives hosts: start it before the baseline
-    before = snapshot()
+    run_testhost("proxy")  # a shared service that outlives hosts
 
     data = json.loads(run_testhost("up", name).stdout)
     try:
+        up = traces(name, data)
+        assert up["netns"] and up["links"] and up["mounts"], up  # the probe sees a running host's traces
         assert data["ip"].startswith("10.231.")
         probe = "id -un; sudo -n id -un; python3 -c 'import sys; print(sys.version_info[:2])'"
         out = run_testhost("ssh", name, "--", probe)
@@ -89,11 +96,7 @@ def test_host_boots_serves_ssh_ansible_and_leaves_nothing_behind(tmp_path: Path)
     finally:
         run_testhost("down", name)
 
-    after = snapshot()
-    assert after["netns"] == before["netns"]
-    assert after["mounts"] == before["mounts"]
-    assert after["links"] == before["links"]
-    assert after["foreign"] <= before["foreign"], f"left running: {after['foreign'] - before['foreign']}"
+    assert traces(name, data) == {"netns": [], "links": [], "mounts": [], "processes": set()}
     assert run_testhost("info", name, check=False).returncode != 0
 
 

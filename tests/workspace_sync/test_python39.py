@@ -49,6 +49,9 @@ def find_rootfs() -> Path | None:
     return path
 
 
+pytestmark = pytest.mark.xdist_group("python39-host")  # the module's host is shared
+
+
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
     path = find_rootfs()
