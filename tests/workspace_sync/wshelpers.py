@@ -94,11 +94,12 @@ class Host:
 
     @property
     def workdir(self) -> Path:
-        return self.base / "projects" / "SimpleTrader"
+        return Path(self.overrides.get("workdir") or self.base / "projects" / "SimpleTrader")
 
     @property
     def state_dir(self) -> Path:
-        return self.base / "projects" / ".simpletrader"
+        """Root's directory (the host's /var/lib/simpletrader), apart from the trading user's projects."""
+        return Path(self.overrides.get("state_dir") or self.base / "state")
 
     @property
     def releases(self) -> Path:
@@ -122,6 +123,7 @@ class Host:
             "endpoint_url": self.endpoint,
             "prefixes": PREFIXES,
             "workdir": str(self.workdir),
+            "state_dir": str(self.state_dir),
             "owner": {"user": user},
             "python": sys.executable,
             "lock_file": str(self.lock_file),
