@@ -79,7 +79,7 @@ s3.get_object(Bucket=cfg["bucket"], Key=key)["Body"].read()
 
 ORIGINAL_WORKDIR = "/home/ec2-user/projects/SimpleTrader-original"
 SITE_PACKAGES = "/usr/local/lib/python3.9/dist-packages"
-STATE_DIR = "/home/ec2-user/projects/.simpletrader"  # the role's default state_dir
+STATE_DIR = "/var/lib/simpletrader"  # the role's default state_dir
 WORKDIR = "/home/ec2-user/projects/SimpleTrader"  # the role's default workdir
 SYNC_RESULT = "/root/bench-sync-result.json"  # the sync's --result-json file
 

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTHOST = ROOT / "tests" / "hosts" / "testhost"
 BIN = Path(sys.executable).parent
 IST = ZoneInfo("Asia/Kolkata")
-HOST_JOB_LOGS = "/home/ec2-user/projects/.simpletrader/logs/ on the host"
+HOST_JOB_LOGS = "/var/lib/simpletrader/logs/ on the host"
 WHEEL_CACHE = Path(os.environ.get("ST_WHEEL_CACHE", "/var/cache/simpletrader/wheels"))
 
 
@@ -772,7 +772,7 @@ class Day:
         bucket = self.stack.functions["start"]["ST_BUCKET"]
         s3 = boto3.client("s3")
         workdir = "/home/ec2-user/projects/SimpleTrader"
-        show = f"readlink -f {workdir}; sudo cat $(dirname {workdir})/.simpletrader/ready.json"
+        show = f"readlink -f {workdir}; sudo cat /var/lib/simpletrader/ready.json"
         before = self.host.sh(show).stdout
         facts: dict[str, Any] = {"workspace_before": before}
         with self.report.step("bad publish: manifest hash mismatch, start reports failure",

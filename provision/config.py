@@ -422,9 +422,19 @@ class CalendarConfig:
         records(SpecialSession, '{date: "2026-11-08", name: "Muhurat trading"}'), default=())
 
 
+LINUX_USER = r"^[a-z_][a-z0-9_-]{0,31}$"
+
+
+def not_root(value: str, ctx: Context) -> str:
+    if value == "root":
+        raise Problem("must not be root: the trading jobs run the trading program and its dependencies; use the "
+                      "login user or a user of its own, e.g. trader")
+    return value
+
+
 @dataclass(frozen=True)
 class HostConfig:
-    user: str = key(string, matches(r"^[a-z_][a-z0-9_-]{0,31}$", "{value!r} is not a Linux user name, e.g. ec2-user"))
+    user: str = key(string, matches(LINUX_USER, "{value!r} is not a Linux user name, e.g. ec2-user"))
     workdir: str = key(string, absolute_path)
     token_fresh_after: str = key(hhmm, default="06:00")
     # What a token published before token_fresh_after does: the trading job refuses to start (refuse), or
@@ -434,6 +444,23 @@ class HostConfig:
     # one, else built from source (auto); or always one way.
     python_install: str = key(one_of(("auto", "package", "source"), "{value!r} must be one of {options}"),
                               default="auto")
+    #: Who runs the trading jobs and owns the workspace. Another user than ``user`` is created without sudo.
+    trading_user: str = key(string, matches(LINUX_USER, "{value!r} is not a Linux user name, e.g. trader"), not_root,
+                            default_from=lambda v: v.get("user") or "ec2-user", doc_default="the same as `user`")
+
+    @staticmethod
+    def workdir_reachable(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:
+        user, trading, workdir = v["user"], v["trading_user"], v["workdir"]
+        if None in (user, trading, workdir) or user == trading:
+            return []
+        home = f"/home/{user}"
+        if workdir == home or workdir.startswith(home + "/"):
+            return [("workdir", f"{workdir} is in the home of {user}, which the trading user {trading} cannot "
+                                f"enter (Amazon Linux makes homes 0700); put it in /home/{trading}/, e.g. "
+                                f"/home/{trading}/projects/SimpleTrader")]
+        return []
+
+    CROSS_CHECKS = (workdir_reachable,)
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,7 @@ def test_site_then_sync_then_the_cron_job(host: dict[str, Any], inventory: Path,
     command = line.split(" ", 5)[5]
     ran = on_host(f"cd ~ && sh -c {json.dumps(command)}")
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    log = on_host(f"cat {Path(STACK['host']['workdir']).parent}/.simpletrader/logs/"
-                  "pre-market-setup-$(date +%Y-%m-%d).log").stdout
+    log = on_host("cat /var/lib/simpletrader/logs/pre-market-setup-$(date +%Y-%m-%d).log").stdout
     assert "pre-market: wrote data/historical_context.json" in log, log
     assert "exit 0" in log, log
 

@@ -89,7 +89,7 @@ def test_normal_day_host_files_and_modes(day: Day, normal: dict[str, Any]) -> No
     out = day.host.sh(
         f"stat -c '%a %U %n' $(readlink -f {WORKDIR})/keys.json $(readlink -f {WORKDIR})/access_token.txt; "
         f"test -L {WORKDIR} && echo symlink; "
-        f"sudo cat $(dirname {WORKDIR})/.simpletrader/ready.json").stdout.splitlines()
+        "sudo cat /var/lib/simpletrader/ready.json").stdout.splitlines()
     assert out[0].startswith("600 ec2-user ") and out[0].endswith("keys.json")
     assert out[1].startswith("600 ec2-user ") and out[1].endswith("access_token.txt")
     assert out[2] == "symlink"

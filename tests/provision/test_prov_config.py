@@ -132,6 +132,8 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
             "calendar.extra_holidays[0]: '2026-02-30' is not a date",
         ),
         ("host", "workdir", "projects/SimpleTrader", "host.workdir:"),
+        ("host", "trading_user", "root", "host.trading_user: must not be root"),
+        ("host", "trading_user", "Trader", "host.trading_user: 'Trader' is not a Linux user name"),
         ("notifications", "email", "not-an-address", "notifications.email:"),
         ("bucket", "prefixes", {"deploy": "deploy/", "secrets": "deploy/secrets/"}, "overlap"),
         ("schedule", "weekdays", [], "schedule.weekdays: is empty"),
@@ -154,6 +156,22 @@ def test_single_problems(tmp_path: Path, section: str, key: str, value: Any, exp
     problems = problems_of(raw, tmp_path)
     assert len(problems) == 1, problems
     assert expected in problems[0]
+
+
+def test_the_trading_user_defaults_to_the_login_user_and_needs_a_reachable_workdir(tmp_path: Path) -> None:
+    raw = base_config()
+    path = tmp_path / "stack.yml"
+    path.write_text(yaml.safe_dump(raw))
+    assert config.load(path, env={}).host.trading_user == raw["host"]["user"]
+    raw["host"]["trading_user"] = "trader"
+    assert problems_of(raw, tmp_path) == [
+        f"host.workdir: {raw['host']['workdir']} is in the home of {raw['host']['user']}, which the trading user "
+        "trader cannot enter (Amazon Linux makes homes 0700); put it in /home/trader/, e.g. "
+        "/home/trader/projects/SimpleTrader"
+    ]
+    raw["host"]["workdir"] = "/home/trader/projects/SimpleTrader"
+    path.write_text(yaml.safe_dump(raw))
+    assert config.load(path, env={}).host.trading_user == "trader"
 
 
 def test_cron_job_outside_the_running_window(tmp_path: Path) -> None:

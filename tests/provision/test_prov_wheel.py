@@ -88,7 +88,7 @@ def test_pip_installs_it_and_the_command_runs(tmp_path: Path) -> None:
     helped = subprocess.run([str(venv / "bin" / "simpletrader-workspace"), "--help"], capture_output=True,
                             text=True, env=env, check=False, timeout=60, cwd=tmp_path)
     assert helped.returncode == 0, helped.stderr
-    assert "{sync,eod,status}" in helped.stdout and "--result-json" in helped.stdout
+    assert "{sync,eod,status,migrate}" in helped.stdout and "--result-json" in helped.stdout
 
 
 def test_the_command_line_prints_the_path(tmp_path: Path) -> None:

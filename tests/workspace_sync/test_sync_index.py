@@ -31,10 +31,12 @@ from wshelpers import (
     Host,
     assert_workspace_intact,
     body,
+    canary,
     do_publish,
     put_archive_without_index,
     put_code_index,
     routine_env,
+    snapshot,
 )
 
 # What sync adds to a release directory besides the code base.
@@ -230,7 +232,7 @@ def test_code_index_problems_are_refused(host: Host, s3: Any, published: dict[st
     link = dict(index, entries=index["entries"] + [{"path": "etc", "type": "symlink", "mode": 0o777,
                                                    "target": "../../../../../etc"}])
     assert republish(link) == (
-        "sync: FAILED code link 'etc' -> '../../../../../etc' leads outside the workspace; refusing")
+        "sync: FAILED code index link 'etc' -> '../../../../../etc' points outside the workspace; refusing")
     # A file's entry pointing at another file's (valid) member: the content's sha256 does not match.
     entries = [dict(e) for e in index["entries"]]
     by_path = {e["path"]: e for e in entries}
@@ -391,6 +393,46 @@ def test_a_chain_of_links_in_a_whole_archive_is_refused(host: Host, s3: Any, pub
     result = host.run("sync")
     assert result.last == "sync: FAILED code link 'x' -> 'b/c/../../y' leads outside the workspace; refusing"
     assert host.ready() is None and not host.workdir.exists()
+
+
+def test_a_code_index_link_then_an_entry_through_it_creates_nothing_outside(
+        host: Host, s3: Any, published: dict[str, Any], tmp_path: Path) -> None:
+    """A link entry to a directory outside, then an entry whose path passes through it: the link was made
+    before the final check refused the tree, and the clean-up left what was made through it."""
+    outside = canary(tmp_path)
+    assert host.run("sync").returncode == 0
+    index = json.loads(body(s3, published["code_index"]["key"]))
+    planted = [{"path": "x", "type": "symlink", "mode": 0o777, "target": str(outside)},
+               {"path": "x/evil.service", "type": "symlink", "mode": 0o777, "target": "/dev/null"}]
+    put_code_index(s3, published, dict(index, entries=index["entries"] + planted))
+    before = snapshot(outside)
+    result = host.run("sync")
+    assert snapshot(outside) == before
+    assert result.returncode != 0
+    assert result.last == ("sync: FAILED code index entry 'x/evil.service' passes through the link 'x'; "
+                           "refusing this release")
+
+
+def test_a_whole_archive_cannot_reach_outside_through_a_chain_of_links(
+        host: Host, s3: Any, published: dict[str, Any], tmp_path: Path) -> None:
+    """Each link looks inside when it is made; a directory member at a link's path then changed what the
+    chain leads to (three levels up from the release, the canary), before the final check refused the tree."""
+    outside = canary(tmp_path)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, target in (("a", "b/c/d/../../../canary"), ("b", "."), ("c", "."), ("d", ".")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        info = tarfile.TarInfo("a")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    put_archive_without_index(s3, published, gzip.compress(raw.getvalue()))
+    before = snapshot(outside)
+    result = host.run("sync")
+    assert snapshot(outside) == before
+    assert result.returncode != 0
+    assert result.last == "sync: FAILED code archive member 'a' passes through or replaces the link 'a'; refusing"
 
 
 def test_modes_other_than_0644_and_0755_are_refused(host: Host, s3: Any, published: dict[str, Any]) -> None:

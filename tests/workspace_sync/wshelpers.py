@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -93,11 +94,12 @@ class Host:
 
     @property
     def workdir(self) -> Path:
-        return self.base / "projects" / "SimpleTrader"
+        return Path(self.overrides.get("workdir") or self.base / "projects" / "SimpleTrader")
 
     @property
     def state_dir(self) -> Path:
-        return self.base / "projects" / ".simpletrader"
+        """Root's directory (the host's /var/lib/simpletrader), apart from the trading user's projects."""
+        return Path(self.overrides.get("state_dir") or self.base / "state")
 
     @property
     def releases(self) -> Path:
@@ -121,6 +123,7 @@ class Host:
             "endpoint_url": self.endpoint,
             "prefixes": PREFIXES,
             "workdir": str(self.workdir),
+            "state_dir": str(self.state_dir),
             "owner": {"user": user},
             "python": sys.executable,
             "lock_file": str(self.lock_file),
@@ -250,3 +253,29 @@ def put_code_index(s3: Any, published: dict[str, Any], doc: dict[str, Any]) -> N
     data = json.dumps(doc).encode()
     s3.put_object(Bucket=BUCKET, Key=ref["key"], Body=data)
     put_manifest(s3, dict(published, code_index=dict(ref, size=len(data), sha256=hashlib.sha256(data).hexdigest())))
+
+
+def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Everything about a tree that root could change: names, kinds, modes, owners, contents, link targets."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for path in [root, *root.rglob("*")]:
+        st = path.lstat()
+        key = path.relative_to(root).as_posix()
+        if stat.S_ISLNK(st.st_mode):
+            out[key] = ("link", os.readlink(path), st.st_uid)
+        elif stat.S_ISDIR(st.st_mode):
+            out[key] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        else:
+            out[key] = ("file", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
+                        hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def canary(tmp_path: Path) -> Path:
+    """A directory and a file of someone else's that root must never touch (the outside a test looks at)."""
+    where = tmp_path / "canary"
+    where.mkdir(mode=0o700)
+    where.chmod(0o700)
+    (where / "precious.txt").write_text("precious\n")
+    (where / "precious.txt").chmod(0o600)
+    return where

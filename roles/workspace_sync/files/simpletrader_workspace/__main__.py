@@ -1,4 +1,4 @@
-"""``python -m simpletrader_workspace sync|eod|status``: what the wrapper on root's PATH runs."""
+"""``python -m simpletrader_workspace sync|eod|status|migrate``: what the wrapper on root's PATH runs."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""``simpletrader-workspace sync|eod|status [--config FILE] [--result-json FILE]``: parse, dispatch, report.
+"""``simpletrader-workspace sync|eod|status|migrate [--config FILE] [--result-json FILE]``: parse, dispatch, report.
 
 Exit 0 only on success; the last line says how the command ended:
 ``<command>: <what happened>`` or ``<command>: FAILED <reason>`` (exit 1;
@@ -16,14 +16,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import eod, status, sync
+from . import eod, migrate, status, sync
 from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import Failure
 from .lock import Lock
 from .output import Outcome, discard_result, result_document, write_result
 from .s3 import aws_errors, describe
 
-COMMANDS: dict[str, Callable[[Config], Outcome]] = {"sync": sync.run, "eod": eod.run, "status": status.run}
+COMMANDS: dict[str, Callable[[Config], Outcome]] = {
+    "sync": sync.run, "eod": eod.run, "status": status.run, "migrate": migrate.run,
+}
 
 
 def parse(argv: Optional[list[str]]) -> argparse.Namespace:

@@ -3,7 +3,9 @@
 ``extract_code`` unpacks ``code.tar.gz`` with its guards; ``build_code``
 follows a ``codeindex.plan_code`` plan: directories, the previous workspace's
 unchanged files hard-linked by descriptor, changed files fetched with ranged
-GETs, links last. Either way ``check_links`` judges the finished tree.
+GETs, links last. Either way no entry is placed through or over a link, each
+link is checked as it is made (``place_link``), and ``check_links`` judges
+the finished tree.
 """
 
 from __future__ import annotations
@@ -24,26 +26,32 @@ from .s3 import FETCH_WORKERS, Bucket
 
 
 def extract_code(archive: Path, dest: Path) -> int:
-    """Extract a gzip tar refusing absolute paths, '..', links leaving dest and special files."""
+    """Extract a gzip tar refusing absolute paths, '..', links leaving dest, members through or over a link,
+    and special files."""
     root = os.path.realpath(str(dest))
     count = 0
+    links: set[str] = set()
     try:
         with tarfile.open(str(archive), "r:gz") as tar:
             for member in tar:
-                count += extract_member(tar, member, root)
+                count += extract_member(tar, member, root, links)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise Failure(f"code archive is not a valid gzip tar: {exc}") from None
     return count
 
 
-def extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> int:
-    """Place one archive member under ``root``; returns 1 for a file, else 0."""
+def extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, links: set[str]) -> int:
+    """Place one archive member under ``root``; returns 1 for a file, else 0. ``links``: the links made so far."""
     name = member.name
     if not path_parts(name) and member.isdir():
         return 0
     parts = safe_parts(name)
     if parts is None:
         raise Failure(f"code archive member {name!r} has an unsafe path; refusing this release")
+    for depth in range(1, len(parts) + 1):
+        above = "/".join(parts[:depth])
+        if above in links:
+            raise Failure(f"code archive member {name!r} passes through or replaces the link {above!r}; refusing")
     target = os.path.join(root, *parts)
     if not within(root, os.path.realpath(os.path.dirname(target))):
         raise Failure(f"code archive member {name!r} escapes the workspace; refusing")
@@ -61,14 +69,26 @@ def extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> 
         write_new(target, 0o755 if member.mode & 0o111 else 0o644, source)
         return 1
     if member.issym():
-        link = member.linkname
-        resolved = os.path.realpath(os.path.join(os.path.dirname(target), link))
-        if link.startswith("/") or not within(root, resolved):
-            raise Failure(f"code archive link {name!r} -> {link!r} points outside the workspace; refusing")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.symlink(link, target)
+        if os.path.lexists(target):
+            raise Failure(f"code archive lists {name!r} twice; refusing")
+        place_link(root, target, member.linkname, f"code archive link {name!r}")
+        links.add("/".join(parts))
         return 0
     raise Failure(f"code archive member {name!r} is a hard link or special file; refusing")
+
+
+def place_link(root: str, target: str, link: str, what: str) -> None:
+    """Make the link ``target`` -> ``link`` after checking it leads inside ``root`` as the tree is now.
+
+    A later link can still change where this one leads (a chain): ``check_links``
+    judges the finished tree; nothing is ever placed through a link meanwhile.
+    """
+    resolved = os.path.realpath(os.path.join(os.path.dirname(target), link))
+    if link.startswith("/") or not within(root, resolved) \
+            or not within(root, os.path.realpath(os.path.dirname(target))):
+        raise Failure(f"{what} -> {link!r} points outside the workspace; refusing")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.symlink(link, target)
 
 
 # --------------------------------------------------------------------------- by the index
@@ -180,15 +200,14 @@ def fetch_members(bucket: Bucket, key: str, fetch: list[dict[str, Any]], root: s
 
 
 def make_links(entries: list[Any], root: str) -> None:
-    """Links come last, when every file is in place; check_links judges them all at once."""
+    """Links come last, when every file is in place, each checked as it is made (no entry passes through
+    one: ``codeindex.refuse_paths_through_links``); check_links then judges the chains."""
     for e in entries:
         if e["type"] == "symlink":
             target = os.path.join(root, e["path"])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            try:
-                os.symlink(e["target"], target)
-            except FileExistsError:
-                raise Failure(f"code index link {e['path']!r} collides with another entry; refusing") from None
+            if os.path.lexists(target):
+                raise Failure(f"code index link {e['path']!r} collides with another entry; refusing")
+            place_link(root, target, e["target"], f"code index link {e['path']!r}")
 
 
 def check_links(root_dir: Path) -> None:

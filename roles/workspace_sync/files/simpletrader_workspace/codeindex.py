@@ -63,7 +63,21 @@ def read_code_index(bucket: Bucket, manifest: dict[str, Any], code: dict[str, An
     seen: set[str] = set()
     for e in entries:
         check_entry(e, code["size"], seen)
+    refuse_paths_through_links(entries)
     return entries
+
+
+def refuse_paths_through_links(entries: list[dict[str, Any]]) -> None:
+    """No entry may pass through a link entry, wherever in the index either is: the tree is built
+    directories first and links last, and nothing may be placed where a link leads."""
+    links = {e["path"] for e in entries if e["type"] == "symlink"}
+    for e in entries:
+        parts = e["path"].split("/")
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if above in links:
+                raise Failure(f"code index entry {e['path']!r} passes through the link {above!r}; "
+                              "refusing this release")
 
 
 def check_entry(e: Any, archive_size: int, seen: set[str]) -> None:

@@ -10,7 +10,8 @@ Every key is in ``SCHEMA`` below, with its JSON type, default and check; only
       "prefixes": {"deploy": "deploy/", "secrets": "secrets/",
                    "logs": "SimpleTraderLogs/", "ledger": "SimpleTraderLedger/"},
       "workdir": "/home/ec2-user/projects/SimpleTrader",
-      "state_dir": "/home/ec2-user/projects/.simpletrader",
+      "state_dir": "/var/lib/simpletrader",
+      "old_state_dir": "/home/ec2-user/projects/.simpletrader",
       "owner": {"user": "ec2-user", "group": "ec2-user"},
       "python": "/usr/bin/python3.9",
       "lock_file": "/run/lock/simpletrader.lock",
@@ -27,7 +28,13 @@ Every key is in ``SCHEMA`` below, with its JSON type, default and check; only
 
 - ``endpoint_url``: an S3 endpoint override (tests, the local emulator);
   without it botocore's own resolution applies (``AWS_ENDPOINT_URL`` included).
-- ``state_dir`` defaults to ``<parent of workdir>/.simpletrader``.
+- ``state_dir``: root's directory (releases, virtualenvs, wheelhouse, ready
+  marker). It must be owned by root, writable by root only, and reached
+  through directories only root can change (``statedir.prepare`` refuses
+  anything else), and be on the same file system as the workdir.
+- ``old_state_dir``: where earlier versions kept that state (``<parent of
+  workdir>/.simpletrader``, in the trading user's directory); its content is
+  moved to ``state_dir`` once (``migrate``).
 - ``owner``: who owns the workspace (the cron jobs' user; default: who runs
   the routine); ``group`` defaults to the user's primary group.
 - ``python``: the 3.9 interpreter that creates the trading virtualenvs.
@@ -64,7 +71,15 @@ REQUIRED = object()
 
 
 def _absolute(value: str) -> Optional[str]:
-    return None if Path(value).is_absolute() else "'workdir' must be an absolute path"
+    path = Path(value)
+    return None if path.is_absolute() and ".." not in path.parts else "'workdir' must be an absolute path"
+
+
+def _absolute_state_dir(value: str) -> Optional[str]:
+    path = Path(value)
+    if not path.is_absolute() or ".." in path.parts or path == Path("/"):
+        return "'state_dir' must be an absolute path below / without '..'"
+    return None
 
 
 def _http_or_empty(value: str) -> Optional[str]:
@@ -126,7 +141,8 @@ SCHEMA = (
     Key("region", str, "ap-south-1"),
     Key("endpoint_url", str, None, _http_or_empty),
     Key("prefixes", dict, {}, _four_prefixes),
-    Key("state_dir", str, None),  # <parent of workdir>/.simpletrader
+    Key("state_dir", str, "/var/lib/simpletrader", _absolute_state_dir),
+    Key("old_state_dir", str, None),  # <parent of workdir>/.simpletrader
     Key("owner", dict, {}),  # {"user", "group"}
     Key("python", str, "/usr/bin/python3.9"),
     Key("lock_file", str, "/run/lock/simpletrader.lock"),
@@ -151,6 +167,7 @@ class Config:
     endpoint_url: Optional[str]
     prefixes: dict[str, str]
     state_dir: Path
+    old_state_dir: Path
     user: str
     group: Optional[str]
     python: str
@@ -179,7 +196,9 @@ class Config:
             region=v["region"],
             endpoint_url=v["endpoint_url"] or None,
             prefixes={name: prefixes.get(name, DEFAULT_PREFIXES[name]).strip("/") + "/" for name in PREFIX_NAMES},
-            state_dir=Path(v["state_dir"] if v["state_dir"] is not None else str(workdir.parent / ".simpletrader")),
+            state_dir=Path(os.path.normpath(v["state_dir"])),
+            old_state_dir=Path(v["old_state_dir"] if v["old_state_dir"] is not None
+                               else str(workdir.parent / ".simpletrader")),
             user=owner.get("user") or pwd.getpwuid(os.getuid()).pw_name,
             group=owner.get("group"),
             python=v["python"],

@@ -2,8 +2,9 @@
 
 The closure script's failure is reported but does not stop the upload; the
 upload's failure leaves the files on the host for the next sync to upload.
-Only a release of this state dir (or a plain workdir not yet synced) is
-uploaded from.
+Only a release of this state dir is uploaded from: a plain workdir not yet
+synced (a host of the original CDK app) is adopted as a release first, as
+sync does, and the state of earlier versions is moved in first.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
-from . import s3
+from . import s3, statedir, workdir
 from .config import Config
 from .errors import Failure
+from .fsutil import is_sha256
+from .migrate import migrate
 from .output import Outcome, say
 from .release import current_release, read_meta
 from .upload import upload_data
 
 
 def workspace_python(cfg: Config, root: Path) -> str:
-    python = read_meta(root).get("python")
-    if python and os.path.exists(python):
+    """The python of the release's virtualenv in root's venvs/ (by the name its metadata gives), else ``python``."""
+    venv = read_meta(root).get("venv")
+    python = cfg.venvs / str(venv) / "bin" / "python"
+    if is_sha256(venv) and python.exists():
         return str(python)
     return cfg.python
 
@@ -65,22 +70,26 @@ def run_closure(cfg: Config, root: Path) -> Optional[str]:
 
 
 def workspace(cfg: Config) -> Path:
-    """The directory to upload from: the current release, or a plain workdir not synced yet."""
+    """The release to upload from: the current one (a plain workdir not synced yet is adopted as one first)."""
+    workdir.adopt_legacy(cfg, "eod")
     root = current_release(cfg)
     if root is not None:
         return root
-    if cfg.workdir.is_symlink():
+    link = workdir.read_link(cfg)
+    if link is not None:
         raise Failure(
-            f"workdir {cfg.workdir} points at {os.readlink(str(cfg.workdir))}, not at a release in "
+            f"workdir {cfg.workdir} points at {link}, not at a release in "
             f"{cfg.releases}; nothing uploaded. Run sync to restore it (trade data of every release "
             "is uploaded first)"
         )
-    if cfg.workdir.is_dir():
-        return cfg.workdir
     raise Failure(f"no workspace at {cfg.workdir}; nothing to upload")
 
 
 def run(cfg: Config) -> Outcome:
+    statedir.prepare(cfg)
+    moved = migrate(cfg, "eod")
+    if moved:
+        say("eod", moved)
     root = workspace(cfg)
     date = cfg.today()
     problem = run_closure(cfg, root)

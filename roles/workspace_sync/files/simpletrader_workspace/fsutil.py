@@ -3,8 +3,9 @@
 The routine runs as root; the previous workspace, its markers and its trade
 data belong to the trading user, who may swap any file or directory there for
 a symlink or a FIFO at any moment. Everything here opens without following
-links (``Beneath``, ``read_json``), creates exclusively (``write_new``,
-``copy_fd``, ``write_atomic``) and hashes what it opened (``sha256_fd``).
+links (``Beneath``, ``read_json``, ``open_dir``), creates exclusively
+(``write_new``, ``copy_fd``, ``write_atomic``), removes without following
+links (``remove_at``) and hashes what it opened (``sha256_fd``).
 """
 
 from __future__ import annotations
@@ -72,15 +73,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_json(path: Path) -> Optional[dict[str, Any]]:
-    """A JSON object from a regular file, or None.
+def read_json(path: Path, dir_fd: Optional[int] = None) -> Optional[dict[str, Any]]:
+    """A JSON object from a regular file (``path`` relative to ``dir_fd`` when given), or None.
 
     Markers live in directories of the trading user and this runs as root: the
     file is opened without following a link or blocking on a FIFO, and a file
     larger than any marker is not read.
     """
     try:
-        fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(str(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -103,6 +104,71 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(str(path))
 
 
+DIR_NOFOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def open_dir(path: Path, create: bool = False) -> int:
+    """A descriptor of the directory at the absolute ``path``, reached without following any symlink.
+
+    Every component is opened O_NOFOLLOW from its parent's descriptor, so a
+    directory on the way that someone swapped for a link is refused (ELOOP)
+    instead of followed. OSError's ``filename`` is the path up to the component
+    that failed. With ``create``, missing components are made (mode 0755).
+    """
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    so_far = Path("/")
+    try:
+        for part in path.parts[1:]:
+            so_far = so_far / part
+            try:
+                try:
+                    child = os.open(part, DIR_NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    child = os.open(part, DIR_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                code = errno.ELOOP if is_link_at(fd, part) else (exc.errno or errno.EIO)  # a link: ENOTDIR too
+                raise OSError(code, os.strerror(code), str(so_far)) from None
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def is_link_at(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def remove_at(dir_fd: int, name: str) -> None:
+    """Remove the entry ``name`` of the directory ``dir_fd`` and everything below it, following no link.
+
+    A link is removed, never what it points at; a directory is emptied through
+    descriptors opened O_NOFOLLOW, so swapping one for a link on the way fails
+    instead of leading elsewhere. Missing entries are fine.
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    fd = os.open(name, DIR_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        for child in os.listdir(fd):
+            remove_at(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
 class Beneath:
     """Opens files below a directory without following any symlink, at any depth.
 
@@ -110,24 +176,27 @@ class Beneath:
     as root: a file or directory there may be swapped for a symlink at any
     moment, so every path component is opened with O_NOFOLLOW relative to its
     parent's descriptor. Directory descriptors are cached; ``close`` releases them.
+    ``root_fd`` (kept open by the caller) starts from an open directory instead of ``root``.
     """
 
     # Directory descriptors kept open at most (a tree may have thousands of directories; the
     # process may open 1,024 files): beyond it, all but the current path's chain are closed.
     MAX_OPEN = 64
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, root_fd: Optional[int] = None) -> None:
         self.root = root
         self.dirs: dict[str, int] = {}
+        if root_fd is not None:
+            self.dirs[""] = os.dup(root_fd)
 
     def _dir(self, rel: str) -> int:
         fd = self.dirs.get(rel)
         if fd is None:
             if not rel:
-                fd = os.open(str(self.root), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                fd = os.open(str(self.root), DIR_NOFOLLOW)
             else:
                 parent, _, name = rel.rpartition("/")
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self._dir(parent))
+                fd = os.open(name, DIR_NOFOLLOW, dir_fd=self._dir(parent))
             if len(self.dirs) >= self.MAX_OPEN:
                 chain = {""} | {rel[:i] for i, c in enumerate(rel) if c == "/"}
                 for key in [k for k in self.dirs if k not in chain]:

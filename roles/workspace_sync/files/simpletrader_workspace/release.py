@@ -1,10 +1,11 @@
-"""Release directories: which exist, which is current, a new one's life, the switch, and what may go.
+"""Release directories: which exist, which is current, a new one's life, and what may go.
 
 ``<state_dir>/releases/<release>_<sync UTC timestamp>/`` per successful sync
 (``legacy-<timestamp>`` for an adopted plain workdir); the workdir is a
-symlink to the current one. ``rescue`` uploads what earlier releases did not
-confirm; ``prune`` removes releases beyond ``keep_releases`` (never the
-current one, never one with unconfirmed data) and unused virtualenvs.
+symlink to the current one (switched by ``workdir.switch``). ``rescue``
+uploads what earlier releases did not confirm; ``prune`` removes releases
+beyond ``keep_releases`` (never the current one, never one with unconfirmed
+data) and unused virtualenvs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .clock import utc_now, utc_stamp
+from .clock import utc_stamp
 from .config import Config
-from .errors import Failure
-from .fsutil import PARTIAL, fsync_dir, read_json, remove_tree, write_json
+from .fsutil import PARTIAL, fsync_dir, read_json, remove_tree
 from .output import say
 from .s3 import Bucket, aws_errors, describe
 from .upload import is_confirmed, upload_data
@@ -83,36 +83,6 @@ class NewRelease:
 
     def discard(self) -> None:
         remove_tree(self.partial)
-
-
-def switch_symlink(link: Path, target: Path) -> None:
-    """Point ``link`` at ``target`` atomically: a new link under a temporary name, renamed over."""
-    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(str(target), str(tmp))
-    os.replace(str(tmp), str(link))
-    fsync_dir(link.parent)
-
-
-def adopt_legacy_workdir(cfg: Config) -> None:
-    """A plain workdir (a host set up by the original CDK app) becomes a release."""
-    wd = cfg.workdir
-    if wd.is_symlink() or not wd.exists():
-        return
-    if not wd.is_dir():
-        raise Failure(f"workdir {wd} exists and is not a directory; move it away")
-    dest = cfg.releases / ("legacy-" + utc_stamp())
-    say("sync", f"moving the existing workdir {wd} aside to {dest} (its data is kept)")
-    try:
-        os.rename(str(wd), str(dest))
-    except OSError as exc:
-        raise Failure(
-            f"cannot move the existing workdir {wd} to {dest} ({exc.strerror}); state_dir must be "
-            "on the same file system as the workdir"
-        ) from None
-    write_json(dest / RELEASE_META, {"release": "legacy", "legacy": True, "synced_at": "", "adopted_at": utc_now()})
-    switch_symlink(wd, dest)
 
 
 def rescue(cfg: Config, bucket: Bucket) -> list[Path]:

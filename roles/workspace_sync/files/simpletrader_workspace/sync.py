@@ -1,7 +1,8 @@
 """``simpletrader-workspace sync``: the bucket's release becomes the workspace, or nothing changes.
 
-In order (docs/CONTRACTS.md, "Sync order and failure rules"): prepare the
-state dir and remove an interrupted sync's leftovers, adopt a plain workdir,
+In order (docs/CONTRACTS.md, "Sync order and failure rules"): check and
+prepare the state dir, move the state of earlier versions into it, remove an
+interrupted sync's leftovers, adopt a plain workdir,
 rescue unconfirmed trade data, read the manifest, download and verify into
 ``releases/<dir>.partial``, build the code base, place the secrets and the
 ledger, build or reuse the virtualenv, flush, rename, switch the workdir
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from . import s3
+from . import s3, statedir, workdir
 from .clock import parse_iso_utc, utc_now
 from .codebase import build_code, check_links, extract_code
 from .codeindex import Plan, plan_code, read_code_index
@@ -27,8 +28,9 @@ from .errors import Failure
 from .fsutil import PARTIAL, chown_tree, read_json, remove_tree, sha256_file, write_atomic, write_json
 from .ledger import seed_ledger
 from .manifest import by_role, read_manifest
+from .migrate import migrate
 from .output import Outcome, say
-from .release import RELEASE_META, NewRelease, adopt_legacy_workdir, current_release, prune, rescue, switch_symlink
+from .release import RELEASE_META, NewRelease, current_release, prune, rescue
 from .venv import VENV_MARKER, ensure_venv, fetch_wheel, prune_wheelhouse, venv_complete
 
 SECRETS = ("keys.json", "access_token.txt")
@@ -50,9 +52,13 @@ class Staged:
 def run(cfg: Config) -> Outcome:
     uid, gid = cfg.owner_ids()
     today = cfg.today()  # a bad timezone fails here, before anything changes
-    prepare(cfg, uid, gid)
+    statedir.prepare(cfg)
+    workdir.prepare(cfg, (uid, gid))
+    moved = migrate(cfg, "sync")
+    if moved:
+        say("sync", moved)
     remove_leftovers(cfg)
-    adopt_legacy_workdir(cfg)
+    workdir.adopt_legacy(cfg, "sync")
     bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
     unconfirmed = rescue(cfg, bucket)
     if unconfirmed:
@@ -63,7 +69,7 @@ def run(cfg: Config) -> Outcome:
     say("sync", f"manifest release {release} ({len(manifest['objects'])} objects)")
     new = NewRelease.start(cfg, release)
     staged = build_release(cfg, bucket, manifest, new, current_release(cfg), (uid, gid))
-    switch_symlink(cfg.workdir, new.final)
+    workdir.switch(cfg, new.final)
     write_ready(cfg, new, staged, today)
     try:
         prune(cfg)
@@ -77,14 +83,6 @@ def run(cfg: Config) -> Outcome:
     )
 
 
-def prepare(cfg: Config, uid: int, gid: int) -> None:
-    for path in (cfg.state_dir, cfg.releases, cfg.venvs, cfg.wheelhouse):
-        path.mkdir(parents=True, exist_ok=True)
-    if not cfg.workdir.parent.exists():
-        cfg.workdir.parent.mkdir(parents=True)
-        os.chown(str(cfg.workdir.parent), uid, gid)
-
-
 def remove_leftovers(cfg: Config) -> None:
     """What an interrupted sync left: ``.partial`` directories, temporary files and links, incomplete venvs."""
     for parent in (cfg.releases, cfg.venvs, cfg.wheelhouse, cfg.state_dir):
@@ -94,11 +92,7 @@ def remove_leftovers(cfg: Config) -> None:
             if child.name.endswith(PARTIAL) or (child.name.startswith(".") and ".tmp-" in child.name):
                 say("sync", f"removing leftover {child}")
                 remove_tree(child)
-    if cfg.workdir.parent.is_dir():
-        for child in cfg.workdir.parent.glob(f".{cfg.workdir.name}.tmp-*"):
-            if child.is_symlink():
-                say("sync", f"removing leftover {child}")
-                child.unlink()
+    workdir.remove_switch_leftovers(cfg, "sync")
     if cfg.venvs.is_dir():
         for child in cfg.venvs.iterdir():
             if child.is_dir() and not (child / VENV_MARKER).exists():

@@ -138,7 +138,7 @@ def venv_complete(cfg: Config, req_hash: str) -> bool:
     return info is not None and info.get("python") == cfg.python and (venv / "bin" / "python").exists()
 
 
-def ensure_venv(cfg: Config, requirements: Path, req_hash: str) -> Path:
+def ensure_venv(cfg: Config, requirements: Path, req_hash: str, cmd: str = "sync") -> Path:
     """The virtualenv for this requirements.txt: reused when complete, else built.
 
     Built in place at venvs/<hash> and marked complete last (a virtualenv
@@ -148,18 +148,18 @@ def ensure_venv(cfg: Config, requirements: Path, req_hash: str) -> Path:
     """
     venv = cfg.venvs / req_hash
     if venv_complete(cfg, req_hash):
-        say("sync", f"reusing virtualenv {req_hash[:12]}")
+        say(cmd, f"reusing virtualenv {req_hash[:12]}")
         return venv
     if venv.exists():
-        say("sync", f"rebuilding virtualenv {req_hash[:12]} (incomplete or other interpreter)")
+        say(cmd, f"rebuilding virtualenv {req_hash[:12]} (incomplete or other interpreter)")
         remove_tree(venv)
     cfg.venvs.mkdir(parents=True, exist_ok=True)
     installer, commands = install_commands(cfg, venv, requirements)
-    say("sync", f"building virtualenv {req_hash[:12]} with {cfg.python} ({installer})")
+    say(cmd, f"building virtualenv {req_hash[:12]} with {cfg.python} ({installer})")
     env = installer_env(cfg)
     try:
-        for cmd, what, timeout in commands:
-            run_logged(cmd, what, env=env, timeout=timeout)
+        for argv, what, timeout in commands:
+            run_logged(argv, what, env=env, timeout=timeout)
     except BaseException:
         remove_tree(venv)
         raise
