@@ -608,7 +608,9 @@ class Day:
         # (an ansible.cfg that names no inventory).
         out = run([str(BIN / "ansible-playbook"), "-i", "inventory/aws_ec2.yml", "site.yml", "-e", json.dumps(extra),
                    *args], env=self.tool_env(), log=self.log("ansible"))
-        recap = [ln for ln in out.stdout.splitlines() if "ok=" in ln and "changed=" in ln]
+        # The trading host's recap line, not the controller's (check_hosts.yml runs on localhost).
+        recap = [ln for ln in out.stdout.splitlines()
+                 if "ok=" in ln and "changed=" in ln and not ln.startswith("localhost")]
         return recap[-1].split(":", 1)[-1].strip() if recap else "converged"
 
     def _read_stack(self) -> Stack:
