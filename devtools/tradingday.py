@@ -135,7 +135,8 @@ class Host:
 
     @classmethod
     def up(cls, name: str) -> Host:
-        data = json.loads(run([str(TESTHOST), "up", name], timeout=900).stdout)
+        # Always a fresh host: one of that name left up by an interrupted run holds its half-done state.
+        data = json.loads(run([str(TESTHOST), "up", name, "--fresh"], timeout=900).stdout)
         return cls(name, data["ip"], data["gateway"], data["key"])
 
     def ssh_argv(self) -> list[str]:

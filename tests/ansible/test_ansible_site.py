@@ -153,3 +153,14 @@ def test_site_then_sync_then_the_cron_job(host: dict[str, Any], inventory: Path,
     third = playbook(inventory, "site.yml", "-e", f"workspace_sync_endpoint_url={endpoint}")
     assert third.returncode == 0, third.stdout[-5000:]
     assert recap(third.stdout)["changed"] == 0, third.stdout[-5000:]
+
+    # An install interrupted after the virtualenv was made but before its pip
+    # was (a dropped connection, a killed run) is repaired by the next run.
+    broken = on_host("sudo sh -c 'rm -rf /opt/simpletrader/venv/bin/pip* "
+                     "/opt/simpletrader/venv/lib/python3.9/site-packages/pip* "
+                     "/opt/simpletrader/venv/simpletrader-tools.sha256'")
+    assert broken.returncode == 0, broken.stderr
+    fourth = playbook(inventory, "site.yml", "-e", f"workspace_sync_endpoint_url={endpoint}")
+    assert fourth.returncode == 0, fourth.stdout[-5000:]
+    assert on_host("/opt/simpletrader/venv/bin/python -m pip --version").returncode == 0
+    assert "sync: ready release=" in playbook(inventory, "sync.yml").stdout  # the routine is back in it

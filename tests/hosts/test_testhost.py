@@ -93,6 +93,14 @@ def test_host_boots_serves_ssh_ansible_and_leaves_nothing_behind(tmp_path: Path)
         # apt inside the host goes through the proxy on this side of the veth.
         apt = run_testhost("ssh", name, "--", "sudo apt-get update -qq && apt-cache policy sudo | head -2", check=False)
         assert apt.returncode == 0, apt.stdout + apt.stderr
+
+        # `up` again reuses the running host (its changes stay); `up --fresh` boots a clean one.
+        again = json.loads(run_testhost("up", name).stdout)
+        assert again["pid"] == data["pid"]
+        assert run_testhost("ssh", name, "--", "test -e /etc/pytest-marker", check=False).returncode == 0
+        data = json.loads(run_testhost("up", name, "--fresh").stdout)
+        assert data["pid"] != again["pid"]
+        assert run_testhost("ssh", name, "--", "test -e /etc/pytest-marker", check=False).returncode == 1
     finally:
         run_testhost("down", name)
 
