@@ -477,11 +477,25 @@ def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: 
     assert body(s3, f"logs/{today}/trades.csv") == b"t\n"
     assert (host.workdir / ".simpletrader-uploaded.json").is_file()
 
+    # A configured closure script the workspace lacks: a warning at the end of the last line (the stop
+    # function lists it in its notification) and in the result; the upload runs anyway.
     (host.workdir / "src" / "setup" / "closure_setup.py").unlink()
+    (host.workdir / "trade_logs" / today / "orders.csv").write_text("o\n")
     again = host.run("eod")
     assert again.returncode == 0
-    assert "no closure script" in again.stdout
-    assert again.last == f"eod: uploaded 0 files (logs/{today}/, ledger/); 1 already uploaded"
+    assert "WARNING: closure script src/setup/closure_setup.py is not in the workspace" in again.stdout
+    assert again.last == (f"eod: uploaded 1 files (logs/{today}/, ledger/); 1 already uploaded; "
+                          "WARNING closure script src/setup/closure_setup.py is missing")
+    assert again.result is not None and again.result["ok"] is True
+    assert again.result["warnings"] == ["closure script src/setup/closure_setup.py is missing"]
+    assert body(s3, f"logs/{today}/orders.csv") == b"o\n"
+
+    # No closure script configured: nothing to warn of.
+    host.overrides["closure_script"] = ""
+    none = host.run("eod")
+    assert none.returncode == 0 and "no closure script configured" in none.stdout
+    assert none.last == f"eod: uploaded 0 files (logs/{today}/, ledger/); 2 already uploaded"
+    assert none.result is not None and none.result["warnings"] == []
 
 
 def test_eod_without_a_workspace(host: Host, s3: Any) -> None:

@@ -1,7 +1,10 @@
 """``simpletrader-workspace eod``: the closure script, then the day's trade data to the bucket.
 
 The closure script's failure is reported but does not stop the upload; the
-upload's failure leaves the files on the host for the next sync to upload.
+upload's failure leaves the files on the host for the next sync to upload. A
+configured closure script missing from the workspace is a warning: the upload
+runs, and the last line ends ``; WARNING closure script <path> is missing``
+(the stop function lists it in its notification).
 Only a release of this state dir is uploaded from: a plain workdir not yet
 synced (a host of the original CDK app) is adopted as a release first, as
 sync does, and the state of earlier versions is moved in first.
@@ -34,12 +37,19 @@ def workspace_python(cfg: Config, root: Path) -> str:
     return cfg.python
 
 
-def run_closure(cfg: Config, root: Path) -> Optional[str]:
-    """Run the closure script; returns a problem description or None."""
-    script = root / cfg.closure_script
-    if not cfg.closure_script or not script.is_file():
-        say("eod", f"no closure script at {cfg.closure_script}; skipping it")
+def closure_missing(cfg: Config, root: Path) -> Optional[str]:
+    """The warning for a configured closure script that the workspace lacks, else None."""
+    if not cfg.closure_script:
+        say("eod", "no closure script configured")
         return None
+    if (root / cfg.closure_script).is_file():
+        return None
+    say("eod", f"WARNING: closure script {cfg.closure_script} is not in the workspace; uploading without it")
+    return f"closure script {cfg.closure_script} is missing"
+
+
+def run_closure(cfg: Config, root: Path) -> Optional[str]:
+    """Run the closure script (it exists); returns a problem description or None."""
     python = workspace_python(cfg, root)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(cfg.workdir / "src")
@@ -92,7 +102,11 @@ def run(cfg: Config) -> Outcome:
         say("eod", moved)
     root = workspace(cfg)
     date = cfg.today()
-    problem = run_closure(cfg, root)
+    warnings: list[str] = []
+    missing = closure_missing(cfg, root)
+    if missing:
+        warnings.append(missing)
+    problem = None if missing or not cfg.closure_script else run_closure(cfg, root)
     if problem:
         say("eod", f"WARNING: {problem}; uploading anyway")
     bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
@@ -114,7 +128,8 @@ def run(cfg: Config) -> Outcome:
     summary = f"uploaded {uploaded} files ({cfg.prefixes['logs']}{date}/, {cfg.prefixes['ledger']})"
     if skipped:
         summary += f"; {skipped} already uploaded"
-    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped}
+    summary += "".join(f"; WARNING {w}" for w in warnings)
+    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped, "warnings": warnings}
     if problem:
         raise Failure(f"{problem}; {summary}", **counts)
     return Outcome(summary, counts)
