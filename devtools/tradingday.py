@@ -394,6 +394,12 @@ def cron_command(jobs: dict[str, str], name: str, user: str = "ec2-user") -> str
             f"/bin/sh -c {shlex.quote(script)}")
 
 
+def as_user(command: str, user: str, login: str) -> str:
+    """A shell command for the login user's shell that runs ``command`` as ``user`` (sudo when it is another;
+    from ``/``, since the login user's home may be closed to it)."""
+    return command if user == login else f"cd / && sudo -n -u {shlex.quote(user)} {command}"
+
+
 def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
     """Run a job as cron does, as ec2-user."""
     return host.sh(cron_command(jobs, name), check=False, log=log)
