@@ -5,7 +5,9 @@ Each check says ``ok``, ``FAIL`` (with the fix) or ``note``. The local ones
 Manager plugin in ``access: ssm``) need no AWS call; ``plan`` and ``up``
 run them too and print a one-line hint when one fails. :func:`checks` adds
 what needs AWS: credentials and region, the host, the key file, and in
-``access: ssh`` whether this machine's address may reach port 22.
+``access: ssh`` whether this machine's address may reach port 22 and
+whether SSH already knows the host's key (Ansible's Mitogen strategy refuses
+a key it has not seen; through Session Manager the key is not checked).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from provision import access, network, publicip
 from provision.config import Config
 from provision.engine import Context
 from provision.errors import ProvisionError
-from provision.instance import find_instance
+from provision.instance import find_address, find_instance
 from provision.keypair import key_name
 
 MIN_PYTHON = (3, 11)  # ansible-core 2.19 runs on 3.11 or newer
@@ -163,6 +166,28 @@ def ingress_check(ctx: Context) -> Check | None:
                  f"{list(net.ssh_ingress)}: add it (or use auto) and run `python -m provision up`")
 
 
+def host_key_check(ctx: Context) -> Check | None:
+    """``access: ssh``: does SSH know the host's key (``ssh-keygen -F`` in the user's known_hosts)?"""
+    cfg = ctx.cfg
+    if cfg.network.access != "ssh":
+        return None
+    inst = find_instance(ctx)
+    addr = find_address(ctx) if cfg.instance.static_ip else None
+    ip = (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress")
+    keygen = shutil.which("ssh-keygen")
+    if not ip or not keygen:
+        return None
+    known = Path(ctx.options.get("known_hosts") or Path.home() / ".ssh" / "known_hosts")
+    found = subprocess.run([keygen, "-F", ip, "-f", str(known)], capture_output=True, check=False).returncode == 0
+    if found:
+        return _ok("host key", f"{ip} is in {known}")
+    pem = os.environ.get(KEY_ENV) or f"{key_name(ctx.stack)}.pem"
+    return _fail("host key", f"{ip} is not in {known}, and Ansible (Mitogen) refuses a host key it has not seen: "
+                 f"connect once with `ssh -i {pem} -o StrictHostKeyChecking=ask {cfg.host.user}@{ip} true` and "
+                 "compare the fingerprint it shows with the instance's console output (EC2 console: Monitor and "
+                 "troubleshoot, Get system log) before answering yes")
+
+
 def checks(ctx: Context) -> list[Check]:
     found = local_checks(ctx.cfg)
     creds = credentials_check(ctx)
@@ -172,6 +197,10 @@ def checks(ctx: Context) -> list[Check]:
     ingress = ingress_check(ctx)
     if ingress is not None:
         found.append(ingress)
+    if not creds.failed:
+        known = host_key_check(ctx)
+        if known is not None:
+            found.append(known)
     return found
 
 

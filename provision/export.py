@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from provision import rules
 from provision.config import Config, bucket_name
 from provision.cron import utc_schedule
 from provision.rules import WEEKDAYS
@@ -71,7 +70,6 @@ def export(cfg: Config, builder: Any = None, today: dt.date | None = None) -> di
     data = _plain(cfg)
     data["config_file"] = str(cfg.path)
     data["artifacts"] = {k: str(cfg.artifact_path(v)) for k, v in data["artifacts"].items()}
-    calendar = rules.calendar(cfg, builder=builder, today=today)
     s = cfg.schedule
     data["derived"] = {
         "bucket": bucket_name(cfg),
@@ -80,7 +78,6 @@ def export(cfg: Config, builder: Any = None, today: dt.date | None = None) -> di
         "cron_weekdays": cron_weekdays(cfg),
         "session_jobs": session_jobs(cfg),
         "closure_timeout_seconds": closure_timeout(cfg),
-        "calendar_years": sorted(calendar.covered_years),
     }
     data["version"] = VERSION
     return dict(data)

@@ -74,6 +74,7 @@ def inventory(host: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) ->
         "ansible_user": host["user"],
         "ansible_ssh_private_key_file": host["key"],
         "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
+        "ansible_ssh_host_key_checking": False,  # a throwaway host (Mitogen reads this, not the ssh options)
     }}}}))
     return path
 

@@ -83,13 +83,22 @@ def test_doctor_in_ssh_mode_checks_this_machines_address(run: Runner, tools: Pat
     write_config(run.config, raw)
     key(tmp_path, 0o600)
     assert run("up", "--yes").code == 0
-    run.options = {"public_ip_lookup": lambda: "13.233.197.98/32"}
+    known = tmp_path / "known_hosts"
+    run.options = {"public_ip_lookup": lambda: "13.233.197.98/32", "known_hosts": str(known)}
     result = run("doctor")
     assert result.code == 1
     assert "your address 13.233.197.98/32 is not in network.ssh_ingress" in result.out
     assert "session" not in result.out  # no plugin needed without Session Manager
-    run.options = {"public_ip_lookup": lambda: "203.0.113.9/32"}
-    assert run("doctor").code == 0
+    # A host SSH has never seen: Ansible's Mitogen strategy would refuse it, so doctor says how to accept it.
+    [host_key] = [ln for ln in result.out.splitlines() if " host key " in ln]
+    ip = json.loads(run("outputs", "--json").out)["public_ip"]
+    assert host_key.split()[0] == "FAIL" and f"{ip} is not in {known}" in host_key
+    assert f"ssh -i simpletrader-key.pem -o StrictHostKeyChecking=ask ec2-user@{ip} true" in host_key
+    known.write_text(f"{ip} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEhBxQLQ5z0SFcSbO6j1PuYsZxHz1bCwBG5ZlEX3W7gd\n")
+    run.options = {"public_ip_lookup": lambda: "203.0.113.9/32", "known_hosts": str(known)}
+    result = run("doctor")
+    assert result.code == 0, result.out
+    assert any(ln.split()[:3] == ["ok", "host", "key"] for ln in result.out.splitlines())
 
 
 def test_plan_and_up_hint_at_a_missing_plugin(run: Runner, tools: Path) -> None:
