@@ -283,10 +283,13 @@ class Check:
             started = self.world.invoke(functions["start"], {"force": True}, self.log("lambda"))
             if started.get("outcome") != "synced":
                 raise CheckFailed(f"the start function ended {started.get('outcome')}: {started.get('error')}")
-        jobs = tradingday.parse_crontab(self.on_host("crontab -l"))
+        # The jobs are in the trading user's crontab and run as that user (host.trading_user, default host.user).
+        login = self.cfg["host"]["user"]
+        trader = self.cfg["host"].get("trading_user") or login
+        jobs = tradingday.parse_crontab(self.on_host(f"sudo -n crontab -l -u {trader}"))
         for job in self.cfg["cron_jobs"]:
-            with self.step(f"cron job {job['name']} once, as cron runs it"):
-                self.on_host(tradingday.cron_command(jobs, job["name"], self.cfg["host"]["user"]))
+            with self.step(f"cron job {job['name']} once, as cron runs it (as {trader})"):
+                self.on_host(tradingday.as_user(tradingday.cron_command(jobs, job["name"], trader), trader, login))
         with self.step(f"invoke {functions['stop']} (end of day, then stop)"):
             stopped = self.world.invoke(functions["stop"], {}, self.log("lambda"))
             if stopped.get("outcome") != "stopped":

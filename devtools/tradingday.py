@@ -356,24 +356,26 @@ def notifications(queue_url: str) -> list[dict[str, str]]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def parse_crontab(text: str) -> dict[str, str]:
-    """Cron jobs by name from ``crontab -l``: the exact command cron would run (``__env__``: its
-    environment lines)."""
-    env_lines: list[str] = []
-    jobs: dict[str, str] = {}
+def crontab_entries(text: str) -> dict[str, tuple[list[str], str]]:
+    """Named entries of ``crontab -l``: name -> (the five time fields, the command as cron runs it)."""
+    entries: dict[str, tuple[list[str], str]] = {}
     name = None
     for line in text.splitlines():
         if line.startswith("#Ansible: "):
             name = line[len("#Ansible: "):].strip()
             continue
-        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line):
-            env_lines.append(line)
-            continue
-        if name and line.strip() and not line.startswith("#"):
-            command = line.split(None, 5)[5].replace("\\%", "%")  # cron turns \% into %
-            jobs[name] = command
+        if name and line.strip() and not line.startswith("#") and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line):
+            fields = line.split(None, 5)
+            entries[name] = (fields[:5], fields[5].replace("\\%", "%"))  # cron turns \% into %
             name = None
-    jobs["__env__"] = "\n".join(env_lines)
+    return entries
+
+
+def parse_crontab(text: str) -> dict[str, str]:
+    """Cron jobs by name from ``crontab -l``: the exact command cron would run (``__env__``: its
+    environment lines)."""
+    jobs = {name: command for name, (_, command) in crontab_entries(text).items()}
+    jobs["__env__"] = "\n".join(ln for ln in text.splitlines() if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", ln))
     return jobs
 
 
@@ -393,6 +395,12 @@ def cron_command(jobs: dict[str, str], name: str, user: str = "ec2-user") -> str
     script = f"{exports}{jobs[name]}"
     return (f"env -i HOME=/home/{user} LOGNAME={user} USER={user} SHELL=/bin/sh PATH=/usr/bin:/bin "
             f"/bin/sh -c {shlex.quote(script)}")
+
+
+def as_user(command: str, user: str, login: str) -> str:
+    """A shell command for the login user's shell that runs ``command`` as ``user`` (sudo when it is another;
+    from ``/``, since the login user's home may be closed to it)."""
+    return command if user == login else f"cd / && sudo -n -u {shlex.quote(user)} {command}"
 
 
 def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
@@ -529,6 +537,32 @@ class Day:
                         + yaml.safe_dump(cfg, sort_keys=False))
         return path
 
+    def reconfigure(self, what: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change the day's stack config as an operator would, then `provision up` and `ansible-playbook
+        site.yml` again (the functions' environment and calendar, and the host, follow it). A stopped host
+        is started for the playbook and stopped again (README, "Troubleshooting"); the notifications of
+        that manual start and stop are not the next day's."""
+        import yaml
+
+        cfg = yaml.safe_load(self.config.read_text())
+        change(cfg)
+        self.config.write_text(f"# Written by devtools/tradingday.py: {what}\n" + yaml.safe_dump(cfg, sort_keys=False))
+        with self.report.step(f"{what}: provision up --yes", look=str(self.log("provision"))) as st:
+            out = self.provision("up", "--yes")
+            st.detail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "done"
+        self.stack = self._read_stack()
+        stopped = self.instance_state() == "stopped"
+        if stopped:
+            with self.report.step(f"{what}: provision start --wait-ready (the host runs in market hours only)",
+                                  look=str(self.log("provision"))):
+                self.provision("start", "--wait-ready")
+        with self.report.step(f"{what}: ansible-playbook site.yml", look=str(self.log("ansible"))) as st:
+            st.detail = self.converge()
+        if stopped:
+            with self.report.step(f"{what}: provision stop", look=str(self.log("provision"))):
+                self.provision("stop")
+        notifications(self.stack.queue_url)
+
     def prefixes(self) -> dict[str, str]:
         """The bucket prefixes of this day's stack config."""
         import yaml
@@ -627,6 +661,8 @@ class Day:
             shutil.rmtree(code_dir)
         with zipfile.ZipFile(io.BytesIO(package)) as zf:
             zf.extractall(code_dir)
+        if self.stack is not None:  # the stack was read before: its queue is subscribed already
+            return Stack(self.config, out, functions, code_dir, self.stack.queue_url)
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName="trading-day-notifications")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -634,15 +670,16 @@ class Day:
         boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
         return Stack(self.config, out, functions, code_dir, queue_url)
 
-    @staticmethod
-    def _package_bytes(function: dict[str, Any]) -> bytes:
-        """The deployed package: rebuilt by provision's packager and checked against CodeSha256."""
+    def _package_bytes(self, function: dict[str, Any]) -> bytes:
+        """The deployed package: rebuilt by provision's packager from the day's config (its calendar)
+        and checked against CodeSha256."""
         import base64
         import hashlib
 
         from provision import lambdas  # type: ignore[attr-defined]
+        from provision.config import load
 
-        package = lambdas.build_package()
+        package = lambdas.build_package(load(self.config))
         data = package if isinstance(package, bytes) else package[0]
         sha = base64.b64encode(hashlib.sha256(data).digest()).decode()
         if sha != function["Configuration"]["CodeSha256"]:
@@ -676,7 +713,7 @@ class Day:
         self.agent_for()
         facts: dict[str, Any] = {"date": day.isoformat()}
         self.last_day = day
-        facts["start"] = self._scheduled(start_mod, "start", day, 8, 45, "calendar, start, SSM sync")
+        facts["start"] = self.scheduled(start_mod, "start", day, 8, 45, "calendar, start, SSM sync")
         jobs = crontab_jobs(self.host)
         for name, when in (("pre-market-setup", "08:55"), ("trading", "09:14")):
             with r.step(f"{when} IST cron job {name} (as cron runs it)", look=HOST_JOB_LOGS) as st:
@@ -685,11 +722,11 @@ class Day:
                 if out.returncode != 0:
                     raise DayFailed(f"cron job {name} exited {out.returncode}: {(out.stdout + out.stderr)[-400:]}")
                 st.detail = "exit 0"
-        facts["stop"] = self._scheduled(stop_mod, "stop", day, 15, 40, "end-of-day upload, then stop")
+        facts["stop"] = self.scheduled(stop_mod, "stop", day, 15, 40, "end-of-day upload, then stop")
         facts["notifications"] = notifications(self.stack.queue_url)
         return facts
 
-    def _scheduled(self, module: Any, fn: str, day: date, hour: int, minute: int, what: str) -> dict[str, Any]:
+    def scheduled(self, module: Any, fn: str, day: date, hour: int, minute: int, what: str) -> dict[str, Any]:
         """Invoke a handler with the event its EventBridge rule sends at hour:minute IST on `day`."""
         assert self.stack is not None
         with self.report.step(f"{hour:02d}:{minute:02d} IST {fn} Lambda for {day} ({what})",
@@ -732,33 +769,13 @@ class Day:
         self.agent_for()
         facts: dict[str, Any] = {}
         with self.report.step(f"stale token: start Lambda on {tomorrow} warns", look=str(self.log("lambda"))) as st:
-            with lambda_env(self.stack.functions["start"], self.stack.code_dir):
-                settings = start_mod.load_settings()
-                clock = ShiftedClock(morning)
-                buf = io.StringIO()
-                import logging
-
-                handler = logging.StreamHandler(buf)
-                logging.getLogger().addHandler(handler)
-                try:
-                    result = start_mod.run_start(
-                        event=start_mod.parse_event(scheduled_event(morning), allow_force=True),
-                        settings=settings, ec2=boto3.client("ec2"), ssm=boto3.client("ssm"),
-                        s3=boto3.client("s3"), sns=boto3.client("sns"), clock=clock,
-                        budget=start_mod.Budget(clock, None))
-                finally:
-                    logging.getLogger().removeHandler(handler)
-                with open(self.log("lambda"), "a") as fh:
-                    fh.write(f"--- start (stale token, clock {morning.isoformat()})\n{buf.getvalue()}\n"
-                             f"result: {json.dumps(result, default=str)}\n\n")
+            result, _ = self.start_at(start_mod, morning, "stale token")
             facts["start"] = result
             if not any("token" in w for w in result.get("warnings", [])):
                 raise DayFailed(f"no token warning: {result.get('warnings')}")
             st.detail = result["warnings"][0][:120]
         with self.report.step("stale token: the trading job refuses to start", look=HOST_JOB_LOGS) as st:
-            workdir = "/home/ec2-user/projects/SimpleTrader"
-            self.host.sh(f"touch -h -d '-1 day' {workdir}/access_token.txt && touch -d '-1 day' "
-                         f"$(readlink -f {workdir}/access_token.txt)")
+            self.age_token()
             out = run_cron_job(self.host, crontab_jobs(self.host), "trading", self.log("cron"))
             facts["trading_exit"] = out.returncode
             if out.returncode != 3:  # the guard's "stale token" exit
@@ -766,6 +783,47 @@ class Day:
             st.detail = f"refused (exit {out.returncode})"
         facts["notifications"] = notifications(self.stack.queue_url)
         return facts
+
+    def start_at(self, start_mod: Any, morning: datetime, label: str) -> tuple[dict[str, Any], list[str]]:
+        """The start function at its scheduled `morning`, its clock moved there too (the token in the bucket
+        was published today, so on a later morning nobody published one that day). Returns its result and
+        the keys it read from the bucket."""
+        assert self.stack is not None
+        reads: list[str] = []
+        s3 = boto3.client("s3")
+        s3.meta.events.register("before-parameter-build.s3.GetObject",
+                                lambda params, **_: reads.append(str(params.get("Key"))))
+        with lambda_env(self.stack.functions["start"], self.stack.code_dir):
+            settings = start_mod.load_settings()
+            clock = ShiftedClock(morning)
+            buf = io.StringIO()
+            import logging
+
+            handler = logging.StreamHandler(buf)
+            logging.getLogger().addHandler(handler)
+            try:
+                result = start_mod.run_start(
+                    event=start_mod.parse_event(scheduled_event(morning), allow_force=True),
+                    settings=settings, ec2=boto3.client("ec2"), ssm=boto3.client("ssm"), s3=s3,
+                    sns=boto3.client("sns"), clock=clock, budget=start_mod.Budget(clock, None))
+            finally:
+                logging.getLogger().removeHandler(handler)
+            with open(self.log("lambda"), "a") as fh:
+                fh.write(f"--- start ({label}, clock {morning.isoformat()})\n{buf.getvalue()}\n"
+                         f"result: {json.dumps(result, default=str)}\nread from the bucket: {reads}\n\n")
+        return result, reads
+
+    def age_token(self) -> None:
+        """The host's token as it is on a morning nobody published one: from the day before."""
+        assert self.host is not None
+        workdir = "/home/ec2-user/projects/SimpleTrader"
+        self.host.sh(f"touch -h -d '-1 day' {workdir}/access_token.txt && touch -d '-1 day' "
+                     f"$(readlink -f {workdir}/access_token.txt)")
+
+    def job_log(self, job: str, day: date) -> str:
+        """A cron job's log of `day` on the host (the trading user's)."""
+        assert self.host is not None
+        return self.host.sh(f"cat /var/lib/simpletrader/logs/{job}-{day.isoformat()}.log", check=False).stdout
 
     def bad_publish(self) -> dict[str, Any]:
         """A manifest whose code hash is wrong: the host keeps the last good workspace, start fails."""

@@ -352,6 +352,9 @@ class CommandResult:
     response_code: int | None = None
     output: str = ""  # last line of stdout
     error_output: str = ""  # last line of stderr
+    # What the last line of stdout ends with, after "; WARNING " (docs/CONTRACTS.md, "Host routines"),
+    # read before the line is cut to OUTPUT_TAIL_CHARS.
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -374,9 +377,18 @@ class CommandResult:
         return f"{text}: {tail}" if tail else text
 
 
-def _last_line(text: Any) -> str:
+def _last_line(text: Any, limit: int | None = OUTPUT_TAIL_CHARS) -> str:
     lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    return lines[-1][:OUTPUT_TAIL_CHARS] if lines else ""
+    return lines[-1][:limit] if lines else ""
+
+
+#: How a host routine's last line appends a warning: ``eod: uploaded 3 files (...); WARNING <text>``.
+WARNING_MARK = "; WARNING "
+
+
+def line_warnings(line: str) -> tuple[str, ...]:
+    """The warnings a routine's last line ends with, in order."""
+    return tuple(part.strip() for part in line.split(WARNING_MARK)[1:] if part.strip())
 
 
 def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float, clock: Clock,
@@ -394,9 +406,10 @@ def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float
             status = str(inv.get("Status", "Pending"))
             if status not in RUNNING_COMMAND_STATUSES:
                 code = inv.get("ResponseCode")
+                stdout = inv.get("StandardOutputContent")
                 return CommandResult(command_id, status, int(code) if code is not None else None,
-                                     _last_line(inv.get("StandardOutputContent")),
-                                     _last_line(inv.get("StandardErrorContent")))
+                                     _last_line(stdout), _last_line(inv.get("StandardErrorContent")),
+                                     line_warnings(_last_line(stdout, None)))
         left = deadline - clock.monotonic()
         if left <= 0:
             log.warning("command-deadline", command_id=command_id, last_status=status)

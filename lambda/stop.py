@@ -11,7 +11,10 @@ Handler: ``stop.handler``. Steps (one JSON log line each):
    outcome (an idle instance costs money; data it did not upload stays on the
    volume for the next sync to rescue);
 4. one notification; a failed or timed-out routine fails the invocation
-   after the instance is stopped.
+   after the instance is stopped. Warnings the routine's last line ends with
+   (``; WARNING <text>``, e.g. a configured closure script missing from the
+   workspace) are the result's ``warnings``: the subject says "with
+   warnings" and the message lists them.
 
 No calendar gate: on a day the start function skipped, the instance is
 already stopped and this is a reported no-op. ``{"dry_run": true}`` reports
@@ -187,8 +190,9 @@ def _run_eod(ssm: Any, settings: Settings, budget: Budget, clock: Clock, log: St
     deadline = budget.deadline(settings.command_timeout_seconds, reserve=STOP_RESERVE_SECONDS)
     command = wait_command(ssm, command_id, settings.instance_id, deadline=deadline, clock=clock, log=log)
     result["command"] = command.as_dict()
+    result["warnings"].extend(command.warnings)
     log("command-result", command_id=command_id, status=command.status,
-        response_code=command.response_code, output=command.output)
+        response_code=command.response_code, output=command.output, warnings=list(command.warnings))
     return command
 
 
@@ -216,7 +220,8 @@ def _subject(settings: Settings, result: dict[str, Any], day: date) -> str:
         "eod-failed": "end of day FAILED, instance stopped",
         "failed": "FAILED, instance not stopped",
     }.get(result["outcome"], result["outcome"])
-    return f"{settings.stack_name} stop {day.isoformat()}{MANUAL if result['manual'] else ''}: {text}"
+    warn = " (with warnings)" if result["warnings"] and result["outcome"] == "stopped" else ""
+    return f"{settings.stack_name} stop {day.isoformat()}{MANUAL if result['manual'] else ''}: {text}{warn}"
 
 
 def _report(sns: Any, settings: Settings, result: dict[str, Any], day: date, log: StepLog,

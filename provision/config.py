@@ -186,6 +186,11 @@ def absolute_path(value: str, ctx: Context) -> str:
     return value
 
 
+def unquoted_off(value: Any, ctx: Context) -> Any:
+    """YAML 1.1 reads an unquoted ``off`` (and ``no``, ``false``) as false: for ``token_check`` that is ``off``."""
+    return "off" if value is False else value
+
+
 def policy_arn(value: Any, ctx: Context) -> str:
     arn = string(value, ctx)
     if not re.match(r"^arn:aws(-[a-z]+)*:iam::(aws|\d{12}):policy/([\w+=,.@-]+/)*[\w+=,.@-]+$", arn):
@@ -440,7 +445,8 @@ class HostConfig:
     token_fresh_after: str = key(hhmm, default="06:00")
     # What a token published before token_fresh_after does: the trading job refuses to start (refuse), or
     # runs with a warning (warn); off: no check at all (a program that logs in to the broker itself).
-    token_check: str = key(one_of(TOKEN_CHECKS, "{value!r} must be one of {options}"), default="refuse")
+    token_check: str = key(unquoted_off, one_of(TOKEN_CHECKS, "{value!r} must be one of {options}"),
+                           default="refuse")
     # How Python 3.9 gets on the host: the distribution's (Amazon Linux 2023's python3 is 3.9) where there is
     # one, else built from source (auto); or always one way.
     python_install: str = key(one_of(("auto", "package", "source"), "{value!r} must be one of {options}"),

@@ -1,12 +1,16 @@
-"""A whole trading day end to end, then the negative days (needs root).
+"""A whole trading day end to end, then the negative days, then a migrating user's days (needs root).
 
 The emulator is AWS, a Debian 11 test host is the EC2 instance; provision,
 the playbooks, the host routines and the Lambda handlers run unmodified.
-The tests run in file order on one stack, as the days follow each other.
+The tests run in file order on one stack, as the days follow each other:
+the normal day (the original program's layout: stack.yml's defaults), a
+holiday, a stale token, a bad publish, a day with token_check off and no
+token published, and a special evening session (devtools/migrationdays.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +18,9 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
+from devtools import migrationdays
 from devtools.tradingday import Day
 
 pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("trading-day")]  # one stack, in order
@@ -124,6 +130,90 @@ def test_bad_publish_keeps_workspace_and_fails_start(day: Day, normal: dict[str,
     assert facts["error"]
     assert facts["workspace_after"] == facts["workspace_before"]
     assert any("fail" in n["subject"].lower() for n in facts["notifications"])
+
+
+def test_original_layout_the_closure_ran_and_data_and_job_logs_are_under_the_original_prefixes(
+        day: Day, normal: dict[str, Any]) -> None:
+    assert day.stack is not None and day.host is not None
+    # stack.yml's defaults are the original app's: its closure script and its bucket prefixes.
+    config = yaml.safe_load(day.config.read_text())
+    assert config["eod"]["closure_script"] == "src/setup/closure_setup.py"
+    assert (ROOT / "example/simpletrader/src/setup/closure_setup.py").is_file()
+    assert day.prefixes()["logs"] == "SimpleTraderLogs/" and day.prefixes()["ledger"] == "SimpleTraderLedger/"
+    bucket = day.stack.functions["start"]["ST_BUCKET"]
+    host_day = day.host.sh("TZ=Asia/Kolkata date +%F").stdout.strip()
+    logs = objects(bucket, f"SimpleTraderLogs/{host_day}/")
+    # The closure script ran before the upload: its summary of the day's trades is in the bucket.
+    assert b"trades 3" in logs[f"SimpleTraderLogs/{host_day}/summary.txt"]
+    assert f"SimpleTraderLogs/{host_day}/trades.csv" in logs
+    assert "SimpleTraderLedger/ledger.csv" in objects(bucket, "SimpleTraderLedger/")
+    # The cron jobs' logs went up with them, under jobs/.
+    trading = logs[f"SimpleTraderLogs/{host_day}/jobs/trading-{host_day}.log"].decode()
+    assert "starting" in trading and "finished src/setup/setup.py: exit 0" in trading
+    assert f"SimpleTraderLogs/{host_day}/jobs/pre-market-setup-{host_day}.log" in logs
+    assert normal["stop"]["warnings"] == []  # the closure script is there: nothing to warn of
+    assert "job logs (SimpleTraderLogs/" in normal["stop"]["command"]["output"]
+
+
+@pytest.fixture(scope="module")
+def token_off(day: Day, normal: dict[str, Any]) -> dict[str, Any]:
+    return migrationdays.token_check_off(day)
+
+
+def test_token_check_off_start_reads_no_token_time_and_the_job_runs(token_off: dict[str, Any]) -> None:
+    start = token_off["start"]
+    assert start["outcome"] == "synced"
+    assert not any("token" in w for w in start["warnings"]), start["warnings"]
+    assert token_off["manifest_key"] not in token_off["bucket_reads"]  # no publication time read
+    assert token_off["trading_exit"] == 0  # the same day-old token the stale-token day refused (exit 3)
+    log = token_off["trading_log"]
+    assert "starting" in log and "REFUSED" not in log and "WARNING" not in log, log
+    assert token_off["stop"]["outcome"] == "stopped"
+    assert not any("token" in (n["subject"] + n["message"]).lower() for n in token_off["notifications"])
+
+
+@pytest.fixture(scope="module")
+def session(day: Day, token_off: dict[str, Any]) -> dict[str, Any]:
+    return migrationdays.special_session(day)
+
+
+def test_special_session_cron_entries(session: dict[str, Any]) -> None:
+    d = dt.date.fromisoformat(session["date"])
+    crontab = session["crontab"]
+    assert crontab[f"simpletrader-trading@{d.isoformat()}"] == ["14", "18", str(d.day), str(d.month), "*"]
+    # The weekly entries keep schedule.weekdays: nothing extra fires on other weekends, and the session's
+    # date is the only one with an entry of its own.
+    weekly = {k: v for k, v in crontab.items() if "@" not in k}
+    assert weekly == {"simpletrader-pre-market-setup": ["55", "8", "*", "*", "1,2,3,4,5"],
+                      "simpletrader-trading": ["14", "9", "*", "*", "1,2,3,4,5"]}
+    assert [k for k in crontab if "@" in k] == [f"simpletrader-trading@{d.isoformat()}"]
+
+
+def test_special_session_weekly_firings_and_entries_do_nothing(session: dict[str, Any]) -> None:
+    assert session["weekly_start"]["outcome"] == "skipped-session-hours"
+    assert session["weekly_stop"]["outcome"] == "skipped-session-hours"
+    pre, trading = session["weekly_pre-market-setup"], session["weekly_trading"]
+    assert pre["exit"] == 0 and "SKIPPED" in pre["log"] and "does not run today" in pre["log"], pre
+    assert trading["exit"] == 0 and "trading runs today at 18:14" in trading["log"], trading
+    assert "starting" not in pre["log"] + trading["log"]
+
+
+def test_special_session_starts_trades_and_stops_at_its_own_times(day: Day, session: dict[str, Any]) -> None:
+    assert day.stack is not None
+    assert session["session_start"]["outcome"] == "synced"
+    run = session["session_trading"]
+    assert run["exit"] == 0 and "starting" in run["log"] and "finished src/setup/setup.py: exit 0" in run["log"]
+    assert session["session_stop"]["outcome"] == "stopped" and day.instance_state() == "stopped"
+    subjects = [n["subject"] for n in session["notifications"]]
+    assert len(subjects) == 4, subjects
+    assert sum("not now (the special session has its own hours)" in s for s in subjects) == 2
+    assert any("start" in s and "started and synced" in s for s in subjects)
+    assert any("stop" in s and "end of day done" in s for s in subjects)
+    # The day's trading log went up at the session's stop: the weekly entry's skip and the session's run.
+    d = session["date"]
+    bucket = day.stack.functions["start"]["ST_BUCKET"]
+    log = objects(bucket, f"SimpleTraderLogs/{d}/jobs/trading-{d}.log")[f"SimpleTraderLogs/{d}/jobs/trading-{d}.log"]
+    assert b"trading runs today at 18:14" in log and log.decode().endswith(run["log"])
 
 
 def test_no_log_contains_a_planted_secret(day: Day, normal: dict[str, Any]) -> None:

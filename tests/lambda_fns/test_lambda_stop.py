@@ -150,3 +150,25 @@ def test_dry_run_changes_nothing(stack: Stack) -> None:
     assert any(EOD_DOCUMENT in w for w in result["would"])
     assert stops() == 0 and stack.state() == "running"
     assert stack.commands() == [] and stack.notifications() == []
+
+
+def test_a_warning_in_the_routines_last_line_is_a_warning_of_the_stop(stack: Stack) -> None:
+    prefix = "SimpleTraderLogs/" + "x" * 300  # a long line: the warning is read before it is cut
+    command_status(stack.ssm, "Success", code=0, stdout=(
+        "eod: WARNING: closure script src/setup/closure_setup.py is not in the workspace; uploading without it\n"
+        f"eod: uploaded 2 files ({prefix}/, SimpleTraderLedger/); WARNING closure script "
+        "src/setup/closure_setup.py is missing\n"))
+    result = run(stack)
+    assert result["outcome"] == "stopped" and result["ok"]
+    assert result["warnings"] == ["closure script src/setup/closure_setup.py is missing"]
+    [note] = stack.notifications()
+    assert note["subject"] == f"simpletrader stop {DAY}: end of day done, instance stopped (with warnings)"
+    assert "Warnings:\n- closure script src/setup/closure_setup.py is missing" in note["message"]
+
+
+def test_a_routine_without_warnings_adds_none(stack: Stack) -> None:
+    command_status(stack.ssm, "Success", code=0, stdout="eod: uploaded 2 files (logs/2026-01-28/, ledger/)\n")
+    result = run(stack)
+    assert result["warnings"] == []
+    [note] = stack.notifications()
+    assert "Warnings" not in note["message"] and not note["subject"].endswith("(with warnings)")

@@ -105,6 +105,15 @@ def test_unquoted_time_read_as_a_number_gets_a_quoting_hint(tmp_path: Path) -> N
     assert problems == ['schedule.stop: was read as the number 940; quote the time: "15:40"']
 
 
+def test_token_check_off_may_be_written_unquoted(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "stack.yml").read_text()
+    path = tmp_path / "stack.yml"
+    path.write_text(text.replace("token_check: refuse", "token_check: off"))
+    assert config.load(path, env={}).host.token_check == "off"  # YAML 1.1 reads the bare word as false
+    assert problems_of(text.replace("token_check: refuse", "token_check: on"), tmp_path) == [
+        "host.token_check: True must be one of refuse, warn, off"]
+
+
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [

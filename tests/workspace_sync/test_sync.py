@@ -477,11 +477,116 @@ def test_eod_on_a_plain_workdir_uploads_even_when_closure_fails(host: Host, s3: 
     assert body(s3, f"logs/{today}/trades.csv") == b"t\n"
     assert (host.workdir / ".simpletrader-uploaded.json").is_file()
 
+    # A configured closure script the workspace lacks: a warning at the end of the last line (the stop
+    # function lists it in its notification) and in the result; the upload runs anyway.
     (host.workdir / "src" / "setup" / "closure_setup.py").unlink()
+    (host.workdir / "trade_logs" / today / "orders.csv").write_text("o\n")
     again = host.run("eod")
     assert again.returncode == 0
-    assert "no closure script" in again.stdout
+    assert "WARNING: closure script src/setup/closure_setup.py is not in the workspace" in again.stdout
+    assert again.last == (f"eod: uploaded 1 files (logs/{today}/, ledger/); 1 already uploaded; "
+                          "WARNING closure script src/setup/closure_setup.py is missing")
+    assert again.result is not None and again.result["ok"] is True
+    assert again.result["warnings"] == ["closure script src/setup/closure_setup.py is missing"]
+    assert body(s3, f"logs/{today}/orders.csv") == b"o\n"
+
+    # No closure script configured: nothing to warn of.
+    host.overrides["closure_script"] = ""
+    none = host.run("eod")
+    assert none.returncode == 0 and "no closure script configured" in none.stdout
+    assert none.last == f"eod: uploaded 0 files (logs/{today}/, ledger/); 2 already uploaded"
+    assert none.result is not None and none.result["warnings"] == []
+
+
+def test_eod_uploads_the_recent_job_logs_once_and_again_when_they_changed(host: Host, s3: Any,
+                                                                           tmp_path: Path) -> None:
+    today, yesterday, long_ago = exchange_today(), exchange_today(-1), exchange_today(-10)
+    (host.workdir / "trade_logs" / today).mkdir(parents=True)
+    (host.workdir / "trade_logs" / today / "trades.csv").write_text("t\n")
+    logs = host.state_dir / "logs"  # the trading user's directory in root's state dir
+    logs.mkdir(parents=True)
+    (logs / f"trading-{today}.log").write_text("trading ran\n")
+    (logs / f"pre-market-setup-{today}.log").write_text("pre-market ran\n")
+    (logs / f"trading-{yesterday}.log").write_text("yesterday, whose eod did not run\n")
+    (logs / f"trading-{long_ago}.log").write_text("outside the window\n")
+    (logs / "notes.txt").write_text("not a job log\n")
+    canary = tmp_path / "canary.txt"
+    canary.write_text("root's secret\n")
+    (logs / f"planted-{today}.log").symlink_to(canary)
+    host.overrides["closure_script"] = ""
+
+    first = host.run("eod")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.last == (f"eod: uploaded 1 files (logs/{today}/, ledger/); 3 job logs (logs/{today}/jobs/); "
+                          f"WARNING job logs not uploaded, not regular files: planted-{today}.log")
+    assert first.result is not None
+    assert (first.result["job_logs_uploaded"], first.result["job_logs_already_uploaded"]) == (3, 0)
+    assert bucket_keys(s3, "logs/") == {
+        f"logs/{today}/trades.csv", f"logs/{today}/jobs/trading-{today}.log",
+        f"logs/{today}/jobs/pre-market-setup-{today}.log", f"logs/{yesterday}/jobs/trading-{yesterday}.log"}
+    assert body(s3, f"logs/{today}/jobs/trading-{today}.log") == b"trading ran\n"
+    marker = json.loads((host.state_dir / "job-logs-uploaded.json").read_text())
+    assert sorted(marker["files"]) == [f"pre-market-setup-{today}.log", f"trading-{yesterday}.log",
+                                       f"trading-{today}.log"]
+    # Job logs are no release's trade data: the release is confirmed as before.
+    assert "[current, uploaded]" in host.run("status").stdout
+
+    (logs / f"planted-{today}.log").unlink()
+    again = host.run("eod")
     assert again.last == f"eod: uploaded 0 files (logs/{today}/, ledger/); 1 already uploaded"
+    assert again.result is not None
+    assert (again.result["job_logs_uploaded"], again.result["job_logs_already_uploaded"]) == (0, 3)
+
+    # A job wrote after the eod of its day: the next eod uploads the log again.
+    with open(logs / f"trading-{today}.log", "a") as fh:
+        fh.write("simpletrader-job trading: exit 1\n")
+    later = host.run("eod")
+    assert later.result is not None
+    assert (later.result["job_logs_uploaded"], later.result["job_logs_already_uploaded"]) == (1, 2)
+    assert body(s3, f"logs/{today}/jobs/trading-{today}.log") == b"trading ran\nsimpletrader-job trading: exit 1\n"
+
+
+def test_a_job_log_growing_while_it_is_read_is_uploaded_as_read(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from simpletrader_workspace import fsutil, joblogs
+
+    cfg = config.Config.from_dict({"bucket": BUCKET, "workdir": str(tmp_path / "w"),
+                                   "state_dir": str(tmp_path / "state")}, "test")
+    (tmp_path / "state" / "logs").mkdir(parents=True)
+    log = tmp_path / "state" / "logs" / f"trading-{exchange_today()}.log"
+    log.write_bytes(b"a" * (fsutil.CHUNK + 10))
+    real_read = os.read
+    reads: list[int] = []
+
+    def read_while_the_job_writes(fd: int, n: int) -> bytes:
+        block = real_read(fd, n)
+        reads.append(len(block))
+        if len(reads) == 1:
+            with open(log, "ab") as fh:  # the job appends between two reads
+                fh.write(b"more\n")
+        return block
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.puts: list[tuple[str, bytes, str]] = []
+
+        def upload(self, key: str, fh: Any, sha256: str) -> None:
+            self.puts.append((key, fh.read(), sha256))
+
+    bucket = Recorder()
+    monkeypatch.setattr(fsutil.os, "read", read_while_the_job_writes)
+    done = joblogs.upload_job_logs(cfg, bucket, exchange_today())  # type: ignore[arg-type]
+    monkeypatch.setattr(fsutil.os, "read", real_read)
+    [(key, data, digest)] = bucket.puts
+    assert done.uploaded == 1 and key == f"SimpleTraderLogs/{exchange_today()}/jobs/{log.name}"
+    assert hashlib.sha256(data).hexdigest() == digest  # what was uploaded is what was hashed
+    assert data == b"a" * (fsutil.CHUNK + 10) + b"more\n"  # read to the end as it was then
+    again = joblogs.upload_job_logs(cfg, bucket, exchange_today())  # type: ignore[arg-type]
+    assert again.uploaded == 0 and again.already == 1
+    with open(log, "ab") as fh:  # the wrapper's exit line, after the eod
+        fh.write(b"exit 1\n")
+    last = joblogs.upload_job_logs(cfg, bucket, exchange_today())  # type: ignore[arg-type]
+    assert last.uploaded == 1 and bucket.puts[-1][1] == log.read_bytes()  # changed since: uploaded again
 
 
 def test_eod_without_a_workspace(host: Host, s3: Any) -> None:

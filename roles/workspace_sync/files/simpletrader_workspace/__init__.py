@@ -10,7 +10,7 @@ files beneath a directory without following links)::
 
     cli        parse the command line, run one command under the lock, print the last line, exit code
     sync       the sync, step by step: leftovers, rescue, download, code, files, venv, switch, ready marker
-    eod        the closure script, then the day's trade data to the bucket
+    eod        the closure script, then the day's trade data and the jobs' logs to the bucket
     status     the workdir, the releases' upload state, the lock, the ready marker
     migrate    the state of earlier versions moved into root's state dir, once (also the migrate command)
     config     the configuration file: every key, its type, default and check (SCHEMA)
@@ -21,6 +21,7 @@ files beneath a directory without following links)::
     codebase   the code tree: the whole archive extracted, or built from the plan; links judged
     release    release directories: list, current, a new one (.partial -> final), rescue, prune
     upload     trade data: which files, the upload marker, confirmed or not, the upload itself
+    joblogs    the cron jobs' logs of the last days to the bucket, with a marker of their own
     ledger     the ledger carried over from the previous workspace or the bucket
     venv       the trading virtualenvs (uv or pip, offline) and the wheelhouse they are built from
     s3         the bucket: client, verified downloads and reads, ranged GETs, uploads, listings, errors

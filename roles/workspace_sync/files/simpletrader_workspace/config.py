@@ -38,7 +38,8 @@ Every key is in ``SCHEMA`` below, with its JSON type, default and check; only
 - ``owner``: who owns the workspace (the cron jobs' user; default: who runs
   the routine); ``group`` defaults to the user's primary group.
 - ``python``: the 3.9 interpreter that creates the trading virtualenvs.
-- ``closure_script``: relative to the workdir; skipped when absent.
+- ``closure_script``: relative to the workdir; empty for none. Missing from the
+  workspace, it is skipped with a warning (eod's last line).
 - ``installer``: what builds the trading virtualenvs. ``uv`` (``uv venv``,
   then ``uv pip install --offline --no-index --compile-bytecode``, with its
   cache in ``<state_dir>/uv-cache``) or ``pip`` (``python -m venv``, then

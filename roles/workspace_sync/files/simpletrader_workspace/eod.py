@@ -1,7 +1,11 @@
-"""``simpletrader-workspace eod``: the closure script, then the day's trade data to the bucket.
+"""``simpletrader-workspace eod``: the closure script, then the day's trade data and the jobs' logs to the bucket.
 
 The closure script's failure is reported but does not stop the upload; the
-upload's failure leaves the files on the host for the next sync to upload.
+upload's failure leaves the files on the host for the next sync to upload. A
+configured closure script missing from the workspace is a warning: the upload
+runs, and the last line ends ``; WARNING closure script <path> is missing``
+(the stop function lists it in its notification). The cron jobs' logs go up
+after the trade data (``joblogs``); their failure is a warning too.
 Only a release of this state dir is uploaded from: a plain workdir not yet
 synced (a host of the original CDK app) is adopted as a release first, as
 sync does, and the state of earlier versions is moved in first.
@@ -15,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
-from . import s3, statedir, workdir
+from . import joblogs, s3, statedir, workdir
 from .config import Config
 from .errors import Failure
 from .fsutil import is_sha256
@@ -34,12 +38,19 @@ def workspace_python(cfg: Config, root: Path) -> str:
     return cfg.python
 
 
-def run_closure(cfg: Config, root: Path) -> Optional[str]:
-    """Run the closure script; returns a problem description or None."""
-    script = root / cfg.closure_script
-    if not cfg.closure_script or not script.is_file():
-        say("eod", f"no closure script at {cfg.closure_script}; skipping it")
+def closure_missing(cfg: Config, root: Path) -> Optional[str]:
+    """The warning for a configured closure script that the workspace lacks, else None."""
+    if not cfg.closure_script:
+        say("eod", "no closure script configured")
         return None
+    if (root / cfg.closure_script).is_file():
+        return None
+    say("eod", f"WARNING: closure script {cfg.closure_script} is not in the workspace; uploading without it")
+    return f"closure script {cfg.closure_script} is missing"
+
+
+def run_closure(cfg: Config, root: Path) -> Optional[str]:
+    """Run the closure script (it exists); returns a problem description or None."""
     python = workspace_python(cfg, root)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(cfg.workdir / "src")
@@ -69,6 +80,19 @@ def run_closure(cfg: Config, root: Path) -> Optional[str]:
     return None
 
 
+def upload_job_logs(cfg: Config, bucket: s3.Bucket, date: str, warnings: list[str]) -> joblogs.Uploaded:
+    """The jobs' logs after the trade data; a failure is a warning (the next eod tries again), not eod's."""
+    try:
+        jobs = joblogs.upload_job_logs(cfg, bucket, date)
+    except s3.aws_errors() + (OSError,) as exc:
+        say("eod", f"WARNING: uploading the job logs failed: {s3.describe(exc)}")
+        warnings.append(f"job logs not uploaded ({s3.describe(exc)}); the next eod tries again")
+        return joblogs.Uploaded()
+    if jobs.skipped:
+        warnings.append(f"job logs not uploaded, not regular files: {', '.join(jobs.skipped)}")
+    return jobs
+
+
 def workspace(cfg: Config) -> Path:
     """The release to upload from: the current one (a plain workdir not synced yet is adopted as one first)."""
     workdir.adopt_legacy(cfg, "eod")
@@ -92,7 +116,11 @@ def run(cfg: Config) -> Outcome:
         say("eod", moved)
     root = workspace(cfg)
     date = cfg.today()
-    problem = run_closure(cfg, root)
+    warnings: list[str] = []
+    missing = closure_missing(cfg, root)
+    if missing:
+        warnings.append(missing)
+    problem = None if missing or not cfg.closure_script else run_closure(cfg, root)
     if problem:
         say("eod", f"WARNING: {problem}; uploading anyway")
     bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
@@ -111,10 +139,15 @@ def run(cfg: Config) -> Outcome:
             f"reading the trade data under {root} failed: {exc}; the files stay on the host "
             "and the next sync uploads them"
         ) from None
+    jobs = upload_job_logs(cfg, bucket, date, warnings)
     summary = f"uploaded {uploaded} files ({cfg.prefixes['logs']}{date}/, {cfg.prefixes['ledger']})"
     if skipped:
         summary += f"; {skipped} already uploaded"
-    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped}
+    if jobs.uploaded:
+        summary += f"; {jobs.uploaded} job logs ({cfg.prefixes['logs']}{date}/jobs/)"
+    summary += "".join(f"; WARNING {w}" for w in warnings)
+    counts = {"date": date, "uploaded": uploaded, "already_uploaded": skipped, "job_logs_uploaded": jobs.uploaded,
+              "job_logs_already_uploaded": jobs.already, "warnings": warnings}
     if problem:
         raise Failure(f"{problem}; {summary}", **counts)
     return Outcome(summary, counts)

@@ -16,8 +16,9 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, BinaryIO, Optional, Union
 
 CHUNK = 1024 * 1024
 # The suffix of anything still being built (a release, the staging directory, a wheel): a leftover when found.
@@ -278,6 +279,28 @@ def copy_fd(fd: int, path: str, mode: int, limit: Optional[int] = None) -> tuple
             out.write(block)
     os.chmod(path, mode)
     return copied, digest.hexdigest()
+
+
+def snapshot(fd: int) -> tuple[BinaryIO, int, str]:
+    """An open file's content as it reads now, from its start: (an unlinked copy at its start, bytes, sha256).
+
+    For a file its owner may still be appending to: the copy and its hash agree whatever the file does
+    while it is read, so what is uploaded is exactly what was hashed.
+    """
+    os.lseek(fd, 0, os.SEEK_SET)
+    digest = hashlib.sha256()
+    size = 0
+    copy = tempfile.TemporaryFile()  # handed to the caller, who closes it
+    try:
+        for block in iter(lambda: os.read(fd, CHUNK), b""):
+            size += len(block)
+            digest.update(block)
+            copy.write(block)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy, size, digest.hexdigest()
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
