@@ -21,7 +21,7 @@ import jinja2.meta
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
+from ansible.plugins.loader import filter_loader, init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 from provision import config, export
@@ -29,6 +29,9 @@ from provision import config, export
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("python39", "workspace_sync", "trader_cron")
 init_plugin_loader()  # lookups (env, fileglob) as ansible-playbook has them
+for _role in ROLES:  # the roles' own filters, as a play that runs the role finds them
+    if (ROOT / "roles" / _role / "filter_plugins").is_dir():
+        filter_loader.add_directory(str(ROOT / "roles" / _role / "filter_plugins"))
 DEBIAN_ONLY = re.compile(r"\b(apt-get|apt|dpkg(-query)?|dist-packages|/etc/default/|python3\.9-venv|build-essential)\b")
 
 
@@ -70,6 +73,8 @@ def variables(arch: str) -> dict[str, Any]:
         "ansible_playbook_python": "/usr/bin/python3", "ansible_check_mode": False,
         # What the python39 role's first tasks set from this data (tasks/main.yml).
         "_python39_method": "package", "python39_interpreter": "/usr/bin/python3.9",
+        # What the trader_cron role's cron task sets for each entry (tasks/jobs.yml, vars).
+        "_trader_cron_job": "trading", "_trader_cron_script": "src/setup/setup.py", "_trader_cron_session": "",
     })
     return merged
 

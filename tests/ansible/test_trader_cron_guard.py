@@ -227,6 +227,20 @@ def test_dated_entries_only_where_the_weekly_entries_do_not_run_the_job() -> Non
                                                                                "2026-11-11"]
 
 
+def test_weekly_entries_have_the_shape_of_the_dated_ones() -> None:
+    own = [JOBS[0], dict(JOBS[1], weekday="1")]
+    weekly = sessions_filter.weekly_entries(own, "1,2,3,4,5")
+    assert [(e["name"], e["job"], e["minute"], e["hour"], e["day"], e["month"], e["weekday"], e["date"])
+            for e in weekly] == [
+        ("pre-market-setup", "pre-market-setup", "55", "8", "*", "*", "1,2,3,4,5", ""),
+        ("trading", "trading", "14", "9", "*", "*", "1", ""),
+    ]
+    dated = sessions_filter.session_entries([{"date": "2026-11-08", "jobs": {"trading": "09:14"}}], JOBS, "1-5",
+                                            "2026-11-01")
+    assert set(weekly[0]) == set(dated[0])  # one cron task installs both
+    assert dated[0]["weekday"] == "*"
+
+
 def test_a_session_naming_an_unknown_job_stops_the_converge() -> None:
     from ansible.errors import AnsibleFilterError
 

@@ -71,7 +71,18 @@ def session_entries(sessions: list[dict[str, Any]], jobs: list[dict[str, Any]], 
             hour, minute = (int(x) for x in at.split(":"))
             entries.append({"name": f"{name}@{day.isoformat()}", "job": name, "script": job["script"],
                             "date": day.isoformat(), "time": at, "minute": str(minute), "hour": str(hour),
-                            "day": str(day.day), "month": str(day.month)})
+                            "day": str(day.day), "month": str(day.month), "weekday": "*"})
+    return entries
+
+
+def weekly_entries(jobs: list[dict[str, Any]], weekday: str) -> list[dict[str, Any]]:
+    """The jobs' weekly entries, in the shape of ``session_entries``' (every day of month, every month)."""
+    entries = []
+    for job in jobs:
+        hour, minute = (int(x) for x in str(job["time"]).split(":"))
+        entries.append({"name": job["name"], "job": job["name"], "script": job["script"], "date": "",
+                        "time": job["time"], "minute": str(minute), "hour": str(hour), "day": "*", "month": "*",
+                        "weekday": str(job.get("weekday") or weekday)})
     return entries
 
 
@@ -84,4 +95,5 @@ def guard_sessions(sessions: list[dict[str, Any]], today: str) -> dict[str, Any]
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"trader_cron_session_entries": session_entries, "trader_cron_guard_sessions": guard_sessions}
+        return {"trader_cron_session_entries": session_entries, "trader_cron_guard_sessions": guard_sessions,
+                "trader_cron_weekly_entries": weekly_entries}
