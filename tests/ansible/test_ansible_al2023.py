@@ -75,6 +75,7 @@ def variables(arch: str) -> dict[str, Any]:
         "_python39_method": "package", "python39_interpreter": "/usr/bin/python3.9",
         # What the trader_cron role's cron task sets for each entry (tasks/jobs.yml, vars).
         "_trader_cron_job": "trading", "_trader_cron_script": "src/setup/setup.py", "_trader_cron_session": "",
+        "inventory_hostname": "localhost",
     })
     return merged
 
