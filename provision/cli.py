@@ -463,6 +463,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             platforms=publish_mod.host_platforms(cfg.instance.architecture),
             log=o.line,
             expected_owner=owner,
+            token_required=cfg.host.token_check != "off",  # noqa: S105 - a mode, not a secret
         )
         releases.prune(s3, bucket, prefixes["deploy"], cfg.bucket.keep_releases, str(manifest["release"]), o.line,
                        owner)
