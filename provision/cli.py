@@ -24,7 +24,7 @@ from botocore.exceptions import (
     WaiterError,
 )
 
-from provision import access, doctor, network, operate, releases, rules, stack
+from provision import access, doctor, network, operate, releases, rules, sessions, stack
 from provision import config as config_mod
 from provision.aws import Clients, error_code, error_message
 from provision.engine import Context, Plan
@@ -247,6 +247,9 @@ def cmd_plan(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
         o.line(json.dumps(plan.as_json(), indent=2, sort_keys=True))
     else:
         o.line(plan.render())
+        if sessions.changed_in(plan):
+            o.line(f"The special sessions change: `up` sets their one-time schedules, but {sessions.HOST_HINT} "
+                   "(after `up`); without it their jobs do not run.")
     if args.detailed_exitcode and not plan.empty:
         return 2
     return 0
@@ -265,6 +268,9 @@ def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[s
         return 1
     engine.apply(ctx, o.line, plan)
     o.line(f"Stack {ctx.stack} is up to date. `python -m provision outputs` shows how to reach it.")
+    if sessions.changed_in(plan):
+        o.line(f"The special sessions changed: their one-time schedules are set, but {sessions.HOST_HINT}; "
+               "run it now, or their jobs do not run.")
     return 0
 
 
