@@ -24,7 +24,7 @@ from botocore.exceptions import (
     WaiterError,
 )
 
-from provision import access, doctor, network, operate, releases, rules, stack
+from provision import access, doctor, network, operate, releases, rules, sessions, stack
 from provision import config as config_mod
 from provision.aws import Clients, error_code, error_message
 from provision.engine import Context, Plan
@@ -247,6 +247,9 @@ def cmd_plan(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
         o.line(json.dumps(plan.as_json(), indent=2, sort_keys=True))
     else:
         o.line(plan.render())
+        if sessions.changed_in(plan):
+            o.line(f"The special sessions change: `up` sets their one-time schedules, but {sessions.HOST_HINT} "
+                   "(after `up`); without it their jobs do not run.")
     if args.detailed_exitcode and not plan.empty:
         return 2
     return 0
@@ -265,6 +268,9 @@ def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[s
         return 1
     engine.apply(ctx, o.line, plan)
     o.line(f"Stack {ctx.stack} is up to date. `python -m provision outputs` shows how to reach it.")
+    if sessions.changed_in(plan):
+        o.line(f"The special sessions changed: their one-time schedules are set, but {sessions.HOST_HINT}; "
+               "run it now, or their jobs do not run.")
     return 0
 
 
@@ -351,7 +357,9 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
     for line in _coming_sessions(cfg, calendar, now):
         o.line(line)
     until = calendar.covered_until()
-    o.line(f"calendar    {cfg.calendar.exchange} holidays known up to {until.isoformat() if until else '-'}"
+    # Computed here from the config and the holidays package, not read from the deployed functions.
+    o.line(f"calendar    {cfg.calendar.exchange} holidays known up to {until.isoformat() if until else '-'} "
+           "(as of this config; the functions have the calendar of the last `up`)"
            + (f"; warning: {calendar.coverage_warning(now.date())}" if calendar.coverage_warning(now.date()) else ""))
     if data["instance_id"]:
         for line in _last_commands(ctx, data["instance_id"]):
@@ -463,6 +471,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
             platforms=publish_mod.host_platforms(cfg.instance.architecture),
             log=o.line,
             expected_owner=owner,
+            token_required=cfg.host.token_check != "off",  # noqa: S105 - a mode, not a secret
         )
         releases.prune(s3, bucket, prefixes["deploy"], cfg.bucket.keep_releases, str(manifest["release"]), o.line,
                        owner)

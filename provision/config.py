@@ -193,6 +193,9 @@ def unquoted_off(value: Any, ctx: Context) -> Any:
 
 def policy_arn(value: Any, ctx: Context) -> str:
     arn = string(value, ctx)
+    if ":" not in arn:
+        raise Problem(f"{arn!r} is a policy name; give its full ARN: arn:aws:iam::aws:policy/{arn} (AWS's) or "
+                      f"arn:aws:iam::<account-id>:policy/{arn} (the account's own, with its path)")
     if not re.match(r"^arn:aws(-[a-z]+)*:iam::(aws|\d{12}):policy/([\w+=,.@-]+/)*[\w+=,.@-]+$", arn):
         raise Problem(f"{arn!r} is not an IAM policy ARN, e.g. arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy "
                       "or arn:aws:iam::123456789012:policy/trader-extra")

@@ -124,7 +124,14 @@ def _validate_keys(keys_file: Path) -> list[str]:
     return sorted(str(k) for k in data)
 
 
-def _validate_token(token_file: Path) -> None:
+def _validate_token(token_file: Path, required: bool = True) -> bool:
+    """Check the token file; False when there is none and none is ``required`` (``host.token_check: off``:
+    a program that logs in to the broker itself). A token given anyway is checked and published."""
+    if not required:
+        if not token_file.exists():
+            return False
+        if token_file.is_file() and os.access(token_file, os.R_OK) and not token_file.read_bytes().strip():
+            return False
     _check_file(token_file, "token file", "point artifacts.token_file (or --token) at access_token.txt")
     try:
         text = token_file.read_text(encoding="utf-8")
@@ -132,6 +139,7 @@ def _validate_token(token_file: Path) -> None:
         raise PublishError(f"token file {token_file} is not UTF-8 text") from None
     if not text.strip():
         raise PublishError(f"token file {token_file} is empty; write today's Zerodha access token into it")
+    return True
 
 
 def _requirement_lines(requirements: Path) -> list[str]:
@@ -144,8 +152,9 @@ def _requirement_lines(requirements: Path) -> list[str]:
 
 
 def _validate(
-    code_dir: Path, requirements: Path, keys_file: Path, token_file: Path, wheelhouse: Path | None
-) -> tuple[list[str], list[str], list[Path]]:
+    code_dir: Path, requirements: Path, keys_file: Path, token_file: Path, wheelhouse: Path | None,
+    token_required: bool = True,
+) -> tuple[list[str], list[str], list[Path], bool]:
     if not code_dir.is_dir():
         raise PublishError(
             f"code directory {code_dir} does not exist or is not a directory; "
@@ -154,7 +163,7 @@ def _validate(
     _check_file(requirements, "requirements file", "point artifacts.requirements at requirements.txt")
     reqs = _requirement_lines(requirements)
     key_names = _validate_keys(keys_file)
-    _validate_token(token_file)
+    has_token = _validate_token(token_file, token_required)
     wheels: list[Path] = []
     if wheelhouse is not None:
         if not wheelhouse.is_dir():
@@ -167,7 +176,7 @@ def _validate(
                 f"wheelhouse {wheelhouse} has no .whl files but {requirements} lists packages; the host "
                 "installs with --no-index: build it with build_wheelhouse() or omit it to build one here"
             )
-    return key_names, reqs, wheels
+    return key_names, reqs, wheels, has_token
 
 
 # --------------------------------------------------------------------------- archive
@@ -406,6 +415,7 @@ def publish(
     python_version: str = "3.9",
     platforms: Sequence[str] = DEFAULT_PLATFORMS,
     expected_owner: str | None = None,
+    token_required: bool = True,
 ) -> dict[str, Any]:
     """Publish a release; returns the manifest written (last) to ``<deploy>manifest.json``.
 
@@ -415,14 +425,21 @@ def publish(
     (still before any AWS call). ``expected_owner`` (the account id) is sent
     as ``ExpectedBucketOwner`` with every call, so secrets never land in a
     bucket of the same name that another account owns.
+
+    ``token_required=False`` (``host.token_check: off``): a missing or empty
+    ``token_file`` is no error; the manifest's one token entry (the host's
+    sync needs it) is then an empty ``access_token.txt`` without
+    ``published_at``. A token in the file is published as usual.
     """
     s3 = _OwnerBound(s3, expected_owner)
     code_dir, requirements = Path(code_dir), Path(requirements)
     keys_file, token_file = Path(keys_file), Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
-    key_names, reqs, wheels = _validate(
-        code_dir, requirements, keys_file, token_file, Path(wheelhouse) if wheelhouse is not None else None
+    key_names, reqs, wheels, has_token = _validate(
+        code_dir, requirements, keys_file, token_file, Path(wheelhouse) if wheelhouse is not None else None,
+        token_required,
     )
+    token = token_file if has_token else None
     if wheelhouse is None and reqs:
         with tempfile.TemporaryDirectory(prefix="simpletrader-wheelhouse-") as tmp:
             built = build_wheelhouse(requirements, Path(tmp), python_version, platforms, log=log)
@@ -434,13 +451,13 @@ def publish(
                 code_dir,
                 requirements,
                 keys_file,
-                token_file,
+                token,
                 key_names,
                 built,
                 log,
             )
     return _upload_release(
-        s3, bucket, deploy, secrets, code_dir, requirements, keys_file, token_file, key_names, wheels, log
+        s3, bucket, deploy, secrets, code_dir, requirements, keys_file, token, key_names, wheels, log
     )
 
 
@@ -452,7 +469,7 @@ def _upload_release(
     code_dir: Path,
     requirements: Path,
     keys_file: Path,
-    token_file: Path,
+    token_file: Path | None,
     key_names: list[str],
     wheels: list[Path],
     log: Log,
@@ -503,11 +520,16 @@ def _upload_release(
     _put(s3, bucket, keys_key, keys_data, _sha256(keys_data), "application/json")
     objects.append(_entry("keys", keys_key, keys_data))
     log(f"publish: keys.json (keys: {', '.join(key_names)}) -> {keys_key}")
-    token_data = token_file.read_bytes()
     token_key = secrets + "access_token.txt"
-    _put(s3, bucket, token_key, token_data, _sha256(token_data), "text/plain")
-    objects.append(_entry("token", token_key, token_data) | {"published_at": _stamp(_utc_now())})
-    log(f"publish: access token ({len(token_data)} bytes) -> {token_key}")
+    if token_file is None:
+        _put(s3, bucket, token_key, b"", _sha256(b""), "text/plain")
+        objects.append(_entry("token", token_key, b""))
+        log(f"publish: no access token (host.token_check: off, and no token file): {token_key} is empty")
+    else:
+        token_data = token_file.read_bytes()
+        _put(s3, bucket, token_key, token_data, _sha256(token_data), "text/plain")
+        objects.append(_entry("token", token_key, token_data) | {"published_at": _stamp(_utc_now())})
+        log(f"publish: access token ({len(token_data)} bytes) -> {token_key}")
 
     manifest = {
         "version": MANIFEST_VERSION,

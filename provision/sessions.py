@@ -13,11 +13,18 @@ Only firings still ahead are wanted: ``up`` removes the ones whose time has
 passed (a schedule also deletes itself once it has fired). The schedules
 invoke the functions with the role ``<stack>-sessions``, which may invoke
 only the stack's two functions.
+
+The host's side of a session (its dated cron entries, the job guard's list)
+comes from Ansible, not from ``up``. The group carries a digest of the
+sessions ``up`` last deployed (tag ``SpecialSessions``); when the config's
+differ, ``plan`` and ``up`` say that ``ansible-playbook site.yml --tags cron``
+must follow (:func:`changed_in`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +33,7 @@ from zoneinfo import ZoneInfo
 from provision import tags
 from provision.aws import error_code, paginate
 from provision.config import Config
-from provision.engine import UNKNOWN, Context, Diff, Resource
+from provision.engine import UNKNOWN, Context, Diff, Plan, Resource
 from provision.iam import Role, has_unknown
 
 
@@ -66,6 +73,24 @@ def firings(cfg: Config, now: dt.datetime | None = None) -> list[Firing]:
 
 def group_name(stack: str) -> str:
     return tags.resource_name(stack, "sessions")
+
+
+def digest(cfg: Config) -> str | None:
+    """16 hex of a sha256 over every special session (date, name, hours, job times); None without any."""
+    items = sorted(json.dumps({"date": s.date, "name": s.name, "start": s.start, "stop": s.stop, "jobs": s.jobs},
+                              sort_keys=True) for s in cfg.calendar.special_sessions)
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16] if items else None
+
+
+DIGEST_ATTR = "sessions_digest"
+HOST_HINT = ("the host's cron entries and the job guard's session list change only with "
+             "`ansible-playbook site.yml --tags cron`")
+
+
+def changed_in(plan: Plan) -> bool:
+    """The plan changes the special sessions of a stack that exists (a new one needs all of site.yml anyway)."""
+    return any(c.address == SessionSchedules.address and c.action == "update"
+               and any(d.attr == DIGEST_ATTR for d in c.diffs) for c in plan.changes)
 
 
 class SessionsRole(Role):
@@ -113,7 +138,8 @@ class SessionSchedules(Resource):
             schedules[item["Name"]] = self._shape(full)
         found = tags.from_aws(sch.list_tags_for_resource(ResourceArn=arn).get("Tags"))
         return {"arn": arn, "schedules": schedules,
-                "tags": {k: found.get(k) for k in tags.resource_tags(ctx.stack, "sessions")}}
+                "tags": {k: found.get(k) for k in tags.resource_tags(ctx.stack, "sessions")},
+                DIGEST_ATTR: found.get(tags.SESSIONS_DIGEST_KEY)}
 
     @staticmethod
     def _shape(schedule: dict[str, Any]) -> dict[str, Any]:
@@ -138,19 +164,28 @@ class SessionSchedules(Resource):
     def desired(self, ctx: Context) -> dict[str, Any]:
         wanted = self._wanted(ctx)
         return {"schedules": UNKNOWN if has_unknown(wanted) else wanted,
-                "tags": tags.resource_tags(ctx.stack, "sessions")}
+                "tags": tags.resource_tags(ctx.stack, "sessions"), DIGEST_ATTR: digest(ctx.cfg)}
 
     def create(self, ctx: Context) -> None:
         ctx.clients.client("scheduler").create_schedule_group(
             Name=self.label(ctx), Tags=tags.to_aws(tags.resource_tags(ctx.stack, "sessions")))
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        sch, group = ctx.clients.client("scheduler"), self.label(ctx)
+        sch = ctx.clients.client("scheduler")
         changed = {d.attr for d in diffs}
         if "tags" in changed:
             sch.tag_resource(ResourceArn=live["arn"], Tags=tags.to_aws(tags.resource_tags(ctx.stack, "sessions")))
-        if "schedules" not in changed:
-            return
+        if "schedules" in changed:
+            self._put_schedules(ctx, live)
+        if DIGEST_ATTR in changed:  # last: an interrupted run leaves the old digest, and the next says it again
+            want = digest(ctx.cfg)
+            if want is None:
+                sch.untag_resource(ResourceArn=live["arn"], TagKeys=[tags.SESSIONS_DIGEST_KEY])
+            else:
+                sch.tag_resource(ResourceArn=live["arn"], Tags=tags.to_aws({tags.SESSIONS_DIGEST_KEY: want}))
+
+    def _put_schedules(self, ctx: Context, live: dict[str, Any]) -> None:
+        sch, group = ctx.clients.client("scheduler"), self.label(ctx)
         wanted = self._wanted(ctx)
         for name in sorted(set(live["schedules"]) - set(wanted)):
             sch.delete_schedule(Name=name, GroupName=group)

@@ -19,6 +19,10 @@ MANAGED_BY_VALUE = "simpletrader-provision"
 NAME_KEY = "Name"
 ROLE_KEY = "Role"
 HOST_ROLE_VALUE = "trading-host"
+#: On the special sessions' schedule group: a digest of ``calendar.special_sessions`` as the last ``up``
+#: deployed them. The host's cron entries follow the sessions only through Ansible; a changed digest is how
+#: ``plan``/``up`` know to say so.
+SESSIONS_DIGEST_KEY = "SpecialSessions"
 
 
 def resource_name(stack: str, resource: str) -> str:

@@ -5,7 +5,8 @@ RedHat-family vars files and the facts an Amazon Linux 2023 host reports
 (x86_64 and arm64), renders with no undefined name; the package, service and
 interpreter names are the ones Amazon Linux 2023 has; no Debian-only command
 or path is left in; and every name a task of the roles uses is defined by the
-roles' data, a task of theirs (register, set_fact, loop) or Ansible itself.
+roles' data, a task of theirs (register, set_fact, loop) or Ansible itself;
+and no file of the roles names the SSM agent (none stops or removes it).
 docs/TESTING.md lists what only a real host (make aws-check) can prove.
 """
 
@@ -203,3 +204,36 @@ def _defines(task: Any) -> set[str]:
         for sub in task.get(inner) or []:
             names |= _defines(sub)
     return names
+
+
+AGENT = re.compile(r"\b(amazon-ssm-agent|ssm-agent|amazon-ssm)\b", re.IGNORECASE)
+
+
+def agent_mentions(node: Any) -> list[str]:
+    """Every key or value of a parsed YAML file that names the SSM agent's service or package."""
+    if isinstance(node, dict):
+        return [m for k, v in node.items() for m in agent_mentions(k) + agent_mentions(v)]
+    if isinstance(node, list):
+        return [m for v in node for m in agent_mentions(v)]
+    return [str(node)] if isinstance(node, str) and AGENT.search(node) else []
+
+
+def test_no_task_of_the_roles_touches_the_ssm_agent() -> None:
+    """Run Command and Session Manager need the preinstalled amazon-ssm-agent: no task, handler, variable or
+    template of the roles (nor a play of site.yml) names it, so none stops, disables, masks or removes it.
+    Comments may (they are not parsed); a check of the files, not of a host (docs/TESTING.md)."""
+    planted = [{"name": "Quiet the host", "ansible.builtin.systemd": {"name": "amazon-ssm-agent", "enabled": False}},
+               {"ansible.builtin.dnf": {"name": ["amazon-ssm-agent"], "state": "absent"}},
+               {"ansible.builtin.command": "snap remove amazon-ssm-agent"}]
+    assert len(agent_mentions(planted)) == 3  # the check sees a task that would
+    files = task_files() + sorted(p for role in ROLES for d in ("vars", "defaults", "meta")
+                                  for p in (ROOT / "roles" / role / d).glob("*.yml"))
+    files += sorted((ROOT / "playbooks").glob("*.yml"))
+    assert len(files) > 20, files
+    found = {}
+    for path in files:
+        text = path.read_text()
+        hits = agent_mentions(yaml.safe_load(text)) if path.suffix == ".yml" else AGENT.findall(text)
+        if hits:
+            found[str(path.relative_to(ROOT))] = hits
+    assert found == {}

@@ -187,6 +187,18 @@ def live_counts() -> dict[str, int]:
     }
 
 
+def role_policies(role: str) -> list[dict[str, Any]]:
+    """Every policy document a role carries: its inline policies and the default versions of attached ones."""
+    iam = boto3.client("iam")
+    documents = [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                 for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+    for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+        policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
+        version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"])
+        documents.append(version["PolicyVersion"]["Document"])
+    return documents
+
+
 def own_documents() -> list[str]:
     """The SSM documents this account made (not AWS's own), by name."""
     ssm = boto3.client("ssm")

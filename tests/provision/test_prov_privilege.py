@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from policy_eval import ALLOW, DENY, IMPLICIT_DENY, Request, decide
-from provhelpers import Runner
+from provhelpers import Runner, role_policies
 
 from devtools import localaws
 
@@ -50,18 +50,6 @@ def _denied(call: Any, **kwargs: Any) -> bool:
         "403", "AccessDenied", "AccessDeniedException")
 
 
-def _role_policies(role: str) -> list[dict[str, Any]]:
-    """Every policy document a role carries: its inline policies and the default versions of attached ones."""
-    iam = boto3.client("iam")
-    documents = [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-                 for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
-    for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
-        policy = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]
-        version = iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=policy["DefaultVersionId"])
-        documents.append(version["PolicyVersion"]["Document"])
-    return documents
-
-
 def test_instance_role_is_denied_every_parameter_read(run: Runner, moto: localaws.MotoServer) -> None:
     assert run("up", "--yes").code == 0
     key_parameter = _outputs(run)["key_parameter"]
@@ -82,7 +70,7 @@ def test_instance_role_is_denied_every_parameter_read(run: Runner, moto: localaw
 
 def test_instance_role_policy_has_no_parameter_read(run: Runner) -> None:
     assert run("up", "--yes").code == 0
-    documents = _role_policies("simpletrader-instance")
+    documents = role_policies("simpletrader-instance")
     actions = [a.lower() for doc in documents for st in doc["Statement"] if st["Effect"] == "Allow"
                for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
     assert actions, "the role grants nothing at all?"
@@ -105,7 +93,7 @@ def test_secrets_are_read_by_the_host_and_operators_only_and_written_by_operator
     operator = boto3.client("sts").get_caller_identity()["Arn"]  # bucket.operators is empty: whoever ran up
     host = f"arn:aws:iam::{ACCOUNT}:role/simpletrader-instance"
     auditor = f"arn:aws:iam::{ACCOUNT}:user/auditor"  # another principal of the account, with ReadOnlyAccess
-    identities = {operator: [ADMIN], host: _role_policies("simpletrader-instance"), auditor: [READ_ONLY]}
+    identities = {operator: [ADMIN], host: role_policies("simpletrader-instance"), auditor: [READ_ONLY]}
 
     def access(principal: str, action: str, key: str, tls: bool = True) -> str:
         request = Request(f"s3:{action}", f"arn:aws:s3:::{BUCKET}/{key}", principal,
@@ -192,7 +180,7 @@ def test_the_evaluator_follows_aws_rules() -> None:
 
 def test_the_functions_send_only_the_stack_documents_to_only_its_instance(run: Runner) -> None:
     assert run("up", "--yes").code == 0
-    policies = _role_policies("simpletrader-scheduler")
+    policies = role_policies("simpletrader-scheduler")
     instance = _outputs(run)["instance_id"]
     here = f"arn:aws:ssm:ap-south-1:{ACCOUNT}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -56,3 +57,20 @@ def test_publish_warns_when_the_closure_script_is_missing(run: Runner, code: Pat
     assert out.code == 0, out.err
     assert ("warning: eod.closure_script src/setup/closure_setup.py is not in " + str(code)) in out.out
 
+
+
+def test_publish_needs_no_token_file_when_token_check_is_off(run: Runner, code: Path, tmp_path: Path) -> None:
+    assert run("up", "--yes").code == 0
+    raw = yaml.safe_load(run.config.read_text())
+    raw["artifacts"]["token_file"] = str(tmp_path / "access_token.txt")  # never written
+    run.config.write_text(yaml.safe_dump(raw))
+    refused = run("publish")
+    assert refused.code == 1
+    assert f"token file {tmp_path / 'access_token.txt'} does not exist" in refused.err
+    raw["host"]["token_check"] = "off"
+    run.config.write_text(yaml.safe_dump(raw))
+    out = run("publish")
+    assert out.code == 0, out.err
+    assert "publish: no access token (host.token_check: off, and no token file)" in out.out
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key="deploy/manifest.json")["Body"].read())
+    assert [o["size"] for o in manifest["objects"] if o["role"] == "token"] == [0]
