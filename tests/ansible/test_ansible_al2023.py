@@ -77,6 +77,8 @@ def variables(arch: str) -> dict[str, Any]:
         # What the trader_cron role's cron task sets for each entry (tasks/jobs.yml, vars).
         "_trader_cron_job": "trading", "_trader_cron_script": "src/setup/setup.py", "_trader_cron_session": "",
         "inventory_hostname": "localhost",
+        # Where a role's template lookups look (each role's own directory, as a play running it has).
+        "ansible_search_path": [str(ROOT / "roles" / role) for role in ROLES],
     })
     return merged
 
