@@ -42,14 +42,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 from botocore.config import Config
 
 from devtools import tradingday
 from devtools.tradingday import BIN, ROOT, DayFailed, run
+from provision.aws import Clients
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
+# Invoking a function waits for its whole run (Lambda's timeout is 900 s), and is not retried: a retry
+# would run the trading day's step twice.
+INVOKE_CONFIG = Config(read_timeout=960, retries={"mode": "standard", "max_attempts": 0})
 
 
 class CheckFailed(RuntimeError):
@@ -100,10 +103,21 @@ class AwsWorld:
     name = "your AWS account"
     substitutions: tuple[str, ...] = ()
 
-    def __init__(self, workdir: Path, suffix: str) -> None:
+    def __init__(self, workdir: Path, suffix: str, region: str) -> None:
         self.workdir = workdir
         self.suffix = suffix
+        self.region = region
         self.key = workdir / "check-key.pem"
+        self._clients: Clients | None = None
+
+    def clients(self) -> Clients:
+        """provision's client factory in the stack's region (stack.region), whatever the profile's default."""
+        if self._clients is None:  # made at first use: the local world's emulator is started by then
+            self._clients = Clients(self.region)
+        return self._clients
+
+    def client(self, service: str) -> Any:
+        return self.clients().client(service)
 
     def setup(self, echo: Callable[[str], None]) -> None:
         pass
@@ -124,7 +138,8 @@ class AwsWorld:
         return []
 
     def invoke(self, function: str, payload: dict[str, Any], log: Path) -> dict[str, Any]:
-        client = boto3.client("lambda", config=Config(read_timeout=960, retries={"max_attempts": 0}))
+        clients = self.clients()
+        client = clients.session.client("lambda", config=clients.config.merge(INVOKE_CONFIG))
         resp = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
         body = json.loads(resp["Payload"].read() or b"null")
         with open(log, "a") as fh:
@@ -154,8 +169,8 @@ class LocalWorld(AwsWorld):
         "reaches no package index)",
     )
 
-    def __init__(self, workdir: Path, suffix: str) -> None:
-        super().__init__(workdir, suffix)
+    def __init__(self, workdir: Path, suffix: str, region: str) -> None:
+        super().__init__(workdir, suffix, region)
         self.day = tradingday.Day(workdir, host_name="awscheck-host", suffix=suffix)
 
     def setup(self, echo: Callable[[str], None]) -> None:
@@ -298,7 +313,7 @@ class Check:
             self.uploads(str(started["date"]))
 
     def uploads(self, day: str) -> None:
-        s3 = boto3.client("s3", region_name=self.cfg["stack"]["region"])
+        s3 = self.world.client("s3")
         prefixes = self.cfg["bucket"]["prefixes"]
         for prefix in (f"{prefixes['logs']}{day}/", prefixes["ledger"]):
             listed = s3.list_objects_v2(Bucket=self.outputs["bucket"], Prefix=prefix).get("KeyCount", 0)
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(3)
     config, cfg = throwaway_config(workdir, args.access, token)
-    world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}")
+    world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}", cfg["stack"]["region"])
     check = Check(world, config, cfg, workdir)
     code = 0
     try:
