@@ -16,16 +16,20 @@ suffix, so nothing of yours is touched) and runs, printing each step:
  7. each cron job's command, once, as cron runs it, through the same access path (Ansible ad hoc);
  8. the deployed stop function: the end-of-day upload, then stop; the trade logs and ledger must
     be in the bucket;
- 9. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`
-    (--keep leaves the stack up to look at it; remove it with the command it prints).
+ 9. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`,
+    and the functions' CloudWatch log groups (/aws/lambda/<function>, which `down` keeps); then it
+    checks that nothing of the stack is left: `provision plan` would create every resource again
+    and no log group remains (--keep leaves the stack up to look at it; remove it with the command
+    it prints).
 
 With --local the same steps run against the emulator and a Debian 11 test host
 (devtools/tradingday.py), substituting only what the emulator forces, and saying
-so: the Lambda runs in process (the emulator runs no function), the SSM agent is
-played over SSH (no agent), the tunnel is a direct connection to the test host
-(no Session Manager), and SSH uses the test host's own key (its image does not
-install the stack's key pair); the test host reaches no package index, so the
-host routine's packages and the program's wheels come from local wheelhouses.
+so: the Lambda runs in process (the emulator runs no function) and its output is
+written to its log group in the emulator, the SSM agent is played over SSH (no
+agent), the tunnel is a direct connection to the test host (no Session
+Manager), and SSH uses the test host's own key (its image does not install the
+stack's key pair); the test host reaches no package index, so the host
+routine's packages and the program's wheels come from local wheelhouses.
 """
 
 from __future__ import annotations
@@ -44,19 +48,28 @@ from typing import Any
 
 import yaml
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools import tradingday
 from devtools.tradingday import BIN, ROOT, DayFailed, run
-from provision.aws import Clients
+from provision.aws import Clients, error_code, paginate
+from provision.lambdas import function_name
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
 # Invoking a function waits for its whole run (Lambda's timeout is 900 s), and is not retried: a retry
 # would run the trading day's step twice.
+# After `down`, the look for anything left is repeated this many times before it counts (no waiter covers it).
+LEFT_RETRIES, LEFT_RETRY_SECONDS = 3, 15.0
 INVOKE_CONFIG = Config(read_timeout=960, retries={"mode": "standard", "max_attempts": 0})
 
 
 class CheckFailed(RuntimeError):
     pass
+
+
+def function_log_groups(stack: str) -> list[str]:
+    """The log groups Lambda makes for the stack's functions at their first run (`provision down` keeps them)."""
+    return [f"/aws/lambda/{function_name(stack, kind)}" for kind in ("start", "stop")]
 
 
 # --------------------------------------------------------------------------- the throwaway stack
@@ -149,6 +162,25 @@ class AwsWorld:
             raise CheckFailed(f"{function} failed: {message} (its log: CloudWatch /aws/lambda/{function})")
         return dict(body)
 
+    def log_groups(self, stack: str) -> list[str]:
+        """Which of the functions' log groups exist."""
+        wanted = function_log_groups(stack)
+        found = paginate(self.client("logs"), "describe_log_groups", "logGroups",
+                         logGroupNamePrefix=f"/aws/lambda/{stack}-")
+        return sorted(g["logGroupName"] for g in found if g["logGroupName"] in wanted)
+
+    def remove_log_groups(self, stack: str) -> list[str]:
+        """Delete the functions' log groups; the ones removed (a function that never ran made none)."""
+        removed = []
+        for name in function_log_groups(stack):
+            try:
+                self.client("logs").delete_log_group(logGroupName=name)
+                removed.append(name)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+        return removed
+
     def teardown(self) -> None:
         pass
 
@@ -159,7 +191,7 @@ class LocalWorld(AwsWorld):
     name = "the local world (emulator + Debian 11 test host)"
     substitutions = (
         "the Lambda functions run in this process with their deployed code and environment (the emulator "
-        "runs no function)",
+        "runs no function); their output is written to their log groups in the emulator, as Lambda does",
         "the SSM agent is played: the command the function sent is read back and run on the test host "
         "over SSH (the emulator runs no agent)",
         "the Session Manager tunnel is a direct connection to the test host (devtools/tunnel.py; the "
@@ -200,10 +232,29 @@ class LocalWorld(AwsWorld):
         kind = "start" if function.endswith("-start") else "stop"
         self.day.agent_for()
         start_mod, stop_mod = tradingday.load_handlers(stack.code_dir)
+        before = log.stat().st_size if log.exists() else 0
         result, error = tradingday.invoke(start_mod if kind == "start" else stop_mod, payload, stack, kind, log)
+        with open(log, "rb") as fh:
+            fh.seek(before)
+            self.write_function_log(function, fh.read().decode(errors="replace"))
         if error:
             raise CheckFailed(f"{function} failed: {error}")
         return result
+
+    def write_function_log(self, function: str, text: str) -> None:
+        """The invocation's output into /aws/lambda/<function>, a stream per invocation, as Lambda writes it."""
+        logs, group = self.client("logs"), f"/aws/lambda/{function}"
+        try:
+            logs.create_log_group(logGroupName=group)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+        stream = time.strftime("%Y/%m/%d/[$LATEST]") + secrets.token_hex(16)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in text.splitlines() if line.strip()]
+        if events:
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
     def teardown(self) -> None:
         self.day.tear_down()
@@ -214,12 +265,14 @@ class LocalWorld(AwsWorld):
 
 class Check:
     def __init__(self, world: AwsWorld, config: Path, cfg: dict[str, Any], workdir: Path,
-                 echo: Callable[[str], None] = print) -> None:
+                 echo: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> None:
         self.world, self.config, self.cfg, self.workdir, self.echo = world, config, cfg, workdir, echo
+        self.sleep = sleep
         self.stack = cfg["stack"]["name"]
         self.t0 = time.monotonic()
         self.outputs: dict[str, Any] = {}
         self.created = False
+        self.resources: set[str] = set()  # every resource's address, from the plan before anything was made
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -265,6 +318,7 @@ class Check:
         for s in self.world.substitutions:
             self.echo(f"  substitution: {s}")
         self.echo(self.provision("plan"))
+        self.resources = {c["address"] for c in json.loads(self.provision("plan", "--json"))["changes"]}
         self.echo(f"Cost of this check: {check_cost(self.config)}.")
         self.echo("Everything above is removed at the end, also when a step fails.")
         if not ask:
@@ -321,9 +375,36 @@ class Check:
                 raise CheckFailed(f"nothing under s3://{self.outputs['bucket']}/{prefix} after the end of day")
             self.echo(f"          {listed} object(s) under {prefix}")
 
+    def left(self) -> list[str]:
+        """What of the stack exists: each resource `plan` would not create anew, and the functions' log groups."""
+        plan = json.loads(self.provision("plan", "--json"))
+        creates = {c["address"] for c in plan["changes"] if c["action"] == "create"}
+        return sorted(self.resources - creates) + self.world.log_groups(self.stack)
+
     def down(self) -> None:
-        with self.step("provision down --yes --delete-bucket --force --release-ip"):
-            self.provision("down", "--yes", "--delete-bucket", "--force", "--release-ip")
+        """Remove everything the check made, then look: nothing of it may be left (CheckFailed names what is)."""
+        try:
+            before: list[str] | None = self.left()
+        except DayFailed:  # e.g. credentials that expired mid-run: remove what can be removed all the same
+            before = None
+        with self.step("provision down --yes --delete-bucket --force --release-ip; the functions' log groups"):
+            try:
+                self.provision("down", "--yes", "--delete-bucket", "--force", "--release-ip")
+            finally:
+                removed = self.world.remove_log_groups(self.stack)
+                self.echo(f"          log groups removed: {', '.join(removed) or 'none (no function ran)'}")
+        with self.step(f"nothing of stack {self.stack} is left"):
+            after = self.left()
+            for _ in range(LEFT_RETRIES):  # AWS may still show a just-deleted bucket or role for a few seconds
+                if not after:
+                    break
+                self.sleep(LEFT_RETRY_SECONDS)
+                after = self.left()
+            (self.workdir / "cleanup.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
+            if after:
+                raise CheckFailed(f"left behind: {', '.join(after)}")
+            self.echo(f"          {len(before or [])} resource(s) and log group(s) before, none now: `provision "
+                      f"plan` would create all {len(self.resources)} resources again")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,22 +435,23 @@ def main(argv: list[str] | None = None) -> int:
         check.converge()
         check.trading_day()
         print(f"aws-check: the whole chain works on {world.name}.")
-    except (CheckFailed, DayFailed) as exc:
+    except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
         print(f"aws-check: FAILED: {exc}\nLogs: {workdir}", file=sys.stderr)
         code = 1
     finally:
+        remove = (f"ST_STACK_CONFIG={config} s3_bucket_suffix={world.suffix} python -m provision down --yes "
+                  "--delete-bucket --force --release-ip; then "
+                  + "; ".join(f"aws logs delete-log-group --region {world.region} --log-group-name {g}"
+                              for g in function_log_groups(check.stack)))
         if check.created and not args.keep:
             try:
                 check.down()
-            except DayFailed as exc:
-                print(f"aws-check: could not remove stack {check.stack}: {exc}\nRemove it with: ST_STACK_CONFIG="
-                      f"{config} s3_bucket_suffix={world.suffix} python -m provision down --yes --delete-bucket "
-                      "--force --release-ip", file=sys.stderr)
+            except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
+                print(f"aws-check: could not remove stack {check.stack}: {exc}\nRemove it with: {remove}",
+                      file=sys.stderr)
                 code = 1
         elif check.created:
-            print(f"Kept stack {check.stack}. Remove it with: ST_STACK_CONFIG={config} "
-                  f"s3_bucket_suffix={world.suffix} python -m provision down --yes --delete-bucket --force "
-                  "--release-ip")
+            print(f"Kept stack {check.stack}. Remove it with: {remove}")
         world.teardown()
         print(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
     return code

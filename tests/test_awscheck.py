@@ -20,6 +20,7 @@ import botocore.client
 import pytest
 from botocore.response import StreamingBody
 
+from devtools import awscheck
 from devtools.awscheck import AwsWorld
 
 REGION = "ap-south-1"  # stack.region of the throwaway stack
@@ -88,3 +89,81 @@ def test_every_client_of_the_real_account_path_is_in_the_stacks_region(profile: 
     world = AwsWorld(tmp_path, "-check-0a1b2c", REGION)
     for service in ("s3", "ec2", "logs", "lambda"):
         assert world.client(service).meta.region_name == REGION, service
+
+
+# --------------------------------------------------------------------------- the clean-up, against the emulator
+
+
+def stack_left(stack: str, bucket_suffix: str) -> dict[str, list[str]]:
+    """What of ``stack`` exists in the emulator, read straight from it, kind by kind."""
+    ec2 = boto3.client("ec2")
+    tagged = [{"Name": "tag:Stack", "Values": [stack]}]
+    live = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    logs = boto3.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{stack}-")["logGroups"]
+    return {
+        "instance": [i["InstanceId"] for r in ec2.describe_instances(Filters=tagged + live)["Reservations"]
+                     for i in r["Instances"]],
+        "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=tagged)["Vpcs"]],
+        "security_group": [g["GroupId"] for g in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]],
+        "eip": [a["AllocationId"] for a in ec2.describe_addresses(Filters=tagged)["Addresses"]],
+        "key_pair": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]],
+        "bucket": [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]
+                   if b["Name"].endswith(bucket_suffix)],
+        "function": [f["FunctionName"] for f in boto3.client("lambda").list_functions()["Functions"]
+                     if f["FunctionName"].startswith(f"{stack}-")],
+        "role": [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(stack)],
+        "rule": [r["Name"] for r in boto3.client("events").list_rules(NamePrefix=f"{stack}-")["Rules"]],
+        "topic": [t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"] if f":{stack}-" in t["TopicArn"]],
+        "log_group": [g["logGroupName"] for g in logs],
+    }
+
+
+def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("s3_bucket_suffix", raising=False)
+    monkeypatch.delenv("S3_BUCKET_SUFFIX", raising=False)
+    boto3.client("logs").create_log_group(logGroupName="/aws/lambda/someone-elses-function")
+    seen: dict[str, Any] = {}
+
+    def converge_fails(check: awscheck.Check) -> None:
+        # The start function ran once (Lambda made its log group), then a step failed.
+        for group in awscheck.function_log_groups(check.stack):
+            boto3.client("logs").create_log_group(logGroupName=group)
+        seen.update(stack=check.stack, suffix=check.world.suffix, resources=check.resources,
+                    made=stack_left(check.stack, check.world.suffix))
+        raise awscheck.CheckFailed("the playbook failed (made to, by this test)")
+
+    monkeypatch.setattr(awscheck.Check, "converge", converge_fails)
+    code = awscheck.main(["--yes", "--workdir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "aws-check: FAILED: the playbook failed (made to, by this test)" in err
+    stack = seen["stack"]
+    # Everything was there when the step failed ...
+    assert all(seen["made"].values()), seen["made"]
+    assert sorted(seen["made"]["log_group"]) == [f"/aws/lambda/{stack}-start", f"/aws/lambda/{stack}-stop"]
+    # ... and nothing of it is now, the log groups included; another function's log group is untouched.
+    assert stack_left(stack, seen["suffix"]) == {kind: [] for kind in seen["made"]}
+    assert [g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]] == [
+        "/aws/lambda/someone-elses-function"]
+    assert f"log groups removed: /aws/lambda/{stack}-start, /aws/lambda/{stack}-stop" in out
+    # The check's own look (plan and log groups) saw all of it before `down`, and none of it after.
+    cleanup = json.loads((tmp_path / "cleanup.json").read_text())
+    assert {"instance", "bucket", "lambda.start", "iam.instance_role", "network.vpc"} <= seen["resources"]
+    assert cleanup == {"before": sorted(seen["resources"]) + sorted(seen["made"]["log_group"]), "after": []}
+
+
+def test_the_local_world_writes_each_invocations_output_to_the_functions_log_group(moto: Any, tmp_path: Path) -> None:
+    world = awscheck.LocalWorld(tmp_path, "-check-0a1b2c", REGION)
+    world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n\n{"step": "start"}\n')
+    world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n')
+    logs = boto3.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/lambda/stcheck-0a1b2c-start")["logStreams"]
+    assert len(streams) == 2  # one per invocation, as Lambda writes them
+    events = [e["message"] for s in streams for e in logs.get_log_events(
+        logGroupName="/aws/lambda/stcheck-0a1b2c-start", logStreamName=s["logStreamName"])["events"]]
+    assert sorted(events) == ['{"step": "calendar"}', '{"step": "calendar"}', '{"step": "start"}']
+    assert world.log_groups("stcheck-0a1b2c") == ["/aws/lambda/stcheck-0a1b2c-start"]
+    # The stop function never ran: it has no log group, and removing the stack's removes what there is.
+    assert world.remove_log_groups("stcheck-0a1b2c") == ["/aws/lambda/stcheck-0a1b2c-start"]
+    assert world.log_groups("stcheck-0a1b2c") == []
