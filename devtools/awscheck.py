@@ -8,7 +8,10 @@ suffix, so nothing of yours is touched) and runs, printing each step:
 
  1. what it will create (`provision plan`) and what the check costs; asks unless --yes;
  2. `provision up`; `provision key` (the key SSH uses);
- 3. `provision start --wait-ready`: the host's SSM agent is online;
+ 3. `provision start --wait-ready`: the host's SSM agent is online; with --access ssh, the new
+    host's SSH keys, checked against the fingerprints it printed at boot (its EC2 console output),
+    go to a known_hosts file of the run's own (devtools/hostkeys.py; Ansible's Mitogen strategy
+    refuses a host key SSH has not seen);
  4. `ansible-playbook site.yml` over the chosen access mode (Session Manager by default);
  5. `provision publish` of the example trading program;
  6. the deployed start function, invoked through the Lambda API with {"force": true}: calendar,
@@ -50,7 +53,7 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devtools import tradingday
+from devtools import hostkeys, tradingday
 from devtools.tradingday import BIN, ROOT, DayFailed, run
 from provision.aws import Clients, error_code, paginate
 from provision.lambdas import function_name
@@ -121,6 +124,7 @@ class AwsWorld:
         self.suffix = suffix
         self.region = region
         self.key = workdir / "check-key.pem"
+        self.known_hosts = workdir / "known_hosts"  # access ssh: the throwaway host's keys, written by trust_host
         self._clients: Clients | None = None
 
     def clients(self) -> Clients:
@@ -139,7 +143,18 @@ class AwsWorld:
         env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", s3_bucket_suffix=self.suffix,
                    ST_SSH_KEY=str(self.key), ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
         env.pop("S3_BUCKET_SUFFIX", None)
+        if self.known_hosts.exists():
+            # Mitogen runs ssh with StrictHostKeyChecking yes (ahead of ansible.cfg's accept-new): the host
+            # is checked against the keys trust_host wrote, in this file only (not the user's known_hosts).
+            env["ANSIBLE_SSH_EXTRA_ARGS"] = hostkeys.ssh_options(self.known_hosts)
         return env
+
+    def trust_host(self, instance_id: str, ip: str, user: str) -> str:
+        """access ssh: known_hosts for the new instance; one line saying how its keys were trusted."""
+        try:
+            return hostkeys.trust(self.client("ec2"), instance_id, ip, self.known_hosts, user=user, key=self.key)
+        except hostkeys.Untrusted as exc:
+            raise CheckFailed(str(exc)) from None
 
     def after_up(self, outputs: dict[str, Any], config: Path) -> None:
         pass
@@ -340,6 +355,10 @@ class Check:
     def converge(self) -> None:
         with self.step("provision start --wait-ready; ansible-playbook site.yml"):
             self.provision("start", "--wait-ready")
+            if self.cfg["network"]["access"] == "ssh":
+                outputs = json.loads(self.provision("outputs", "--json"))  # the address as it is now
+                self.echo("          " + self.world.trust_host(outputs["instance_id"], outputs["public_ip"],
+                                                               self.cfg["host"]["user"]))
             extra = self.world.ansible_extra_vars()
             run([str(BIN / "ansible-playbook"), "site.yml", *(["-e", json.dumps(extra)] if extra else [])],
                 env=self.env(), log=self.log("ansible"), timeout=3600)
@@ -415,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the stack up at the end (you remove it)")
     p.add_argument("--workdir", type=Path, default=None, help="where its config, key and logs go")
     args = p.parse_args(argv)
+    if args.local and args.access == "ssh":
+        print("aws-check --local: --access ssh needs a real account (the local world reaches its test host "
+              "through the Session Manager stand-in only)", file=sys.stderr)
+        return 1
     if args.local and os.geteuid() != 0:
         print("aws-check --local: needs root (the test host uses network namespaces and systemd-nspawn)",
               file=sys.stderr)
