@@ -1,4 +1,4 @@
-"""`make aws-check`'s real-account path (devtools/awscheck.py) without an account: what it asks AWS, and where.
+"""`make aws-check`'s real-account path (devtools/awscheck.py, devtools/worlds.py) without an account.
 
 Every AWS call is answered here (botocore's ``_make_api_call`` replaced), so
 the tests see each call's operation, parameters and the region of the client
@@ -21,7 +21,7 @@ import pytest
 from botocore.response import StreamingBody
 
 from devtools import awscheck
-from devtools.awscheck import AwsWorld
+from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 REGION = "ap-south-1"  # stack.region of the throwaway stack
 
@@ -127,11 +127,11 @@ def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
 
     def converge_fails(check: awscheck.Check) -> None:
         # The start function ran once (Lambda made its log group), then a step failed.
-        for group in awscheck.function_log_groups(check.stack):
+        for group in function_log_groups(check.stack):
             boto3.client("logs").create_log_group(logGroupName=group)
         seen.update(stack=check.stack, suffix=check.world.suffix, resources=check.resources,
                     made=stack_left(check.stack, check.world.suffix))
-        raise awscheck.CheckFailed("the playbook failed (made to, by this test)")
+        raise CheckFailed("the playbook failed (made to, by this test)")
 
     monkeypatch.setattr(awscheck.Check, "converge", converge_fails)
     code = awscheck.main(["--yes", "--workdir", str(tmp_path)])
@@ -154,7 +154,7 @@ def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
 
 
 def test_the_local_world_writes_each_invocations_output_to_the_functions_log_group(moto: Any, tmp_path: Path) -> None:
-    world = awscheck.LocalWorld(tmp_path, "-check-0a1b2c", REGION)
+    world = LocalWorld(tmp_path, "-check-0a1b2c", REGION)
     world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n\n{"step": "start"}\n')
     world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n')
     logs = boto3.client("logs")

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from devtools import hostkeys
-from devtools.awscheck import AwsWorld
 from devtools.hostkeys import HostKey
+from devtools.worlds import AwsWorld, CheckFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 IP, INSTANCE = "203.0.113.7", "i-0123456789abcdef0"
@@ -246,8 +246,6 @@ def test_ansible_under_mitogen_checks_the_host_against_the_runs_known_hosts(
 
 def test_the_aws_world_trusts_the_host_before_ansible_and_refuses_a_stranger(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from devtools.awscheck import CheckFailed
-
     keys = host_keys(tmp_path)
     world = AwsWorld(tmp_path, "-check-0a1b2c", "ap-south-1")
     asked: list[str] = []

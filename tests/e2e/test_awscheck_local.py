@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtools.awscheck import LocalWorld
+from devtools.worlds import LocalWorld
 
 pytestmark = [pytest.mark.root, pytest.mark.testhost]
 
