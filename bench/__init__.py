@@ -8,8 +8,9 @@
 - ``provision``: API calls per service/operation and per resource, and wall
   time, for ``up`` from empty, a no-change ``up`` and ``plan`` against the
   emulator;
-- ``ansible``: ``playbooks/site.yml`` first and no-change runs on fresh test
-  hosts with the project's ``ansible.cfg`` and with Ansible's defaults;
+- ``ansible``: ``site.yml`` (from the repository root) first and no-change
+  runs on fresh test hosts with the project's ``ansible.cfg`` and with
+  Ansible's defaults;
 - ``cost``: the monthly bill ``stack.yml`` implies (``provision/cost.py``)
   against the same instance running 24/7.
 

@@ -8,7 +8,10 @@ suffix, so nothing of yours is touched) and runs, printing each step:
 
  1. what it will create (`provision plan`) and what the check costs; asks unless --yes;
  2. `provision up`; `provision key` (the key SSH uses);
- 3. `provision start --wait-ready`: the host's SSM agent is online;
+ 3. `provision start --wait-ready`: the host's SSM agent is online; with --access ssh, the new
+    host's SSH keys, checked against the fingerprints it printed at boot (its EC2 console output),
+    go to a known_hosts file of the run's own (devtools/hostkeys.py; Ansible's Mitogen strategy
+    refuses a host key SSH has not seen);
  4. `ansible-playbook site.yml` over the chosen access mode (Session Manager by default);
  5. `provision publish` of the example trading program;
  6. the deployed start function, invoked through the Lambda API with {"force": true}: calendar,
@@ -16,16 +19,21 @@ suffix, so nothing of yours is touched) and runs, printing each step:
  7. each cron job's command, once, as cron runs it, through the same access path (Ansible ad hoc);
  8. the deployed stop function: the end-of-day upload, then stop; the trade logs and ledger must
     be in the bucket;
- 9. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`
-    (--keep leaves the stack up to look at it; remove it with the command it prints).
+ 9. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`,
+    and the functions' CloudWatch log groups (/aws/lambda/<function>, which `down` keeps); then it
+    checks that nothing of the stack is left: `provision plan` would create every resource again
+    and no log group remains (--keep leaves the stack up to look at it; remove it with the command
+    it prints).
 
 With --local the same steps run against the emulator and a Debian 11 test host
 (devtools/tradingday.py), substituting only what the emulator forces, and saying
-so: the Lambda runs in process (the emulator runs no function), the SSM agent is
-played over SSH (no agent), the tunnel is a direct connection to the test host
-(no Session Manager), and SSH uses the test host's own key (its image does not
-install the stack's key pair); the test host reaches no package index, so the
-host routine's packages and the program's wheels come from local wheelhouses.
+so: the Lambda runs in process (the emulator runs no function) and its output is
+written to its log group in the emulator, the SSM agent is played over SSH (no
+agent), the tunnel is a direct connection to the test host (no Session
+Manager), and SSH uses the test host's own key (its image does not install the
+stack's key pair); the test host reaches no package index, so the host
+routine's packages and the program's wheels come from local wheelhouses. The two
+worlds are in devtools/worlds.py; this module is the chain.
 """
 
 from __future__ import annotations
@@ -42,18 +50,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
-from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools import tradingday
 from devtools.tradingday import BIN, ROOT, DayFailed, run
+from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
-
-
-class CheckFailed(RuntimeError):
-    pass
+# After `down`, the look for anything left is repeated this many times before it counts (no waiter covers it).
+LEFT_RETRIES, LEFT_RETRY_SECONDS = 3, 15.0
 
 
 # --------------------------------------------------------------------------- the throwaway stack
@@ -91,120 +97,19 @@ def check_cost(cfg_path: Path) -> str:
             f"prices as of {DEFAULT_PRICES['as_of']})")
 
 
-# --------------------------------------------------------------------------- worlds
-
-
-class AwsWorld:
-    """Your account: everything as an operator runs it."""
-
-    name = "your AWS account"
-    substitutions: tuple[str, ...] = ()
-
-    def __init__(self, workdir: Path, suffix: str) -> None:
-        self.workdir = workdir
-        self.suffix = suffix
-        self.key = workdir / "check-key.pem"
-
-    def setup(self, echo: Callable[[str], None]) -> None:
-        pass
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", s3_bucket_suffix=self.suffix,
-                   ST_SSH_KEY=str(self.key), ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
-        env.pop("S3_BUCKET_SUFFIX", None)
-        return env
-
-    def after_up(self, outputs: dict[str, Any], config: Path) -> None:
-        pass
-
-    def ansible_extra_vars(self) -> dict[str, str]:
-        return {}
-
-    def publish_args(self) -> list[str]:
-        return []
-
-    def invoke(self, function: str, payload: dict[str, Any], log: Path) -> dict[str, Any]:
-        client = boto3.client("lambda", config=Config(read_timeout=960, retries={"max_attempts": 0}))
-        resp = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-        body = json.loads(resp["Payload"].read() or b"null")
-        with open(log, "a") as fh:
-            fh.write(f"--- {function} {json.dumps(payload)}\n{json.dumps(body, default=str)}\n\n")
-        if resp.get("FunctionError"):
-            message = body.get("errorMessage") if isinstance(body, dict) else body
-            raise CheckFailed(f"{function} failed: {message} (its log: CloudWatch /aws/lambda/{function})")
-        return dict(body)
-
-    def teardown(self) -> None:
-        pass
-
-
-class LocalWorld(AwsWorld):
-    """The emulator and a Debian 11 test host, through devtools/tradingday.py's Day."""
-
-    name = "the local world (emulator + Debian 11 test host)"
-    substitutions = (
-        "the Lambda functions run in this process with their deployed code and environment (the emulator "
-        "runs no function)",
-        "the SSM agent is played: the command the function sent is read back and run on the test host "
-        "over SSH (the emulator runs no agent)",
-        "the Session Manager tunnel is a direct connection to the test host (devtools/tunnel.py; the "
-        "emulator has no Session Manager); the inventory and its ProxyCommand are the product's",
-        "SSH uses the test host's own key (its image does not install the stack's key pair)",
-        "the host routine's packages and the program's wheels come from local wheelhouses (the test host "
-        "reaches no package index)",
-    )
-
-    def __init__(self, workdir: Path, suffix: str) -> None:
-        super().__init__(workdir, suffix)
-        self.day = tradingday.Day(workdir, host_name="awscheck-host", suffix=suffix)
-
-    def setup(self, echo: Callable[[str], None]) -> None:
-        self.day.report.echo = echo
-        self.day.boot()
-
-    def env(self) -> dict[str, str]:
-        return self.day.tool_env()
-
-    def after_up(self, outputs: dict[str, Any], config: Path) -> None:
-        self.day.config = config
-        self.day.stack = self.day._read_stack()
-        assert self.day.host is not None
-        self.day.tunnel_targets = {outputs["instance_id"]: self.day.host.ip}
-
-    def ansible_extra_vars(self) -> dict[str, str]:
-        assert self.day.server is not None and self.day.host is not None
-        return {"workspace_sync_endpoint_url": self.day.server.endpoint_for(self.day.host.gateway),
-                "workspace_sync_tool_wheelhouse": str(self.day.tool_wheelhouse())}
-
-    def publish_args(self) -> list[str]:
-        return ["--wheelhouse", str(self.day.wheelhouse())]
-
-    def invoke(self, function: str, payload: dict[str, Any], log: Path) -> dict[str, Any]:
-        stack = self.day.stack
-        assert stack is not None
-        kind = "start" if function.endswith("-start") else "stop"
-        self.day.agent_for()
-        start_mod, stop_mod = tradingday.load_handlers(stack.code_dir)
-        result, error = tradingday.invoke(start_mod if kind == "start" else stop_mod, payload, stack, kind, log)
-        if error:
-            raise CheckFailed(f"{function} failed: {error}")
-        return result
-
-    def teardown(self) -> None:
-        self.day.tear_down()
-
-
 # --------------------------------------------------------------------------- the chain
 
 
 class Check:
     def __init__(self, world: AwsWorld, config: Path, cfg: dict[str, Any], workdir: Path,
-                 echo: Callable[[str], None] = print) -> None:
+                 echo: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> None:
         self.world, self.config, self.cfg, self.workdir, self.echo = world, config, cfg, workdir, echo
+        self.sleep = sleep
         self.stack = cfg["stack"]["name"]
         self.t0 = time.monotonic()
         self.outputs: dict[str, Any] = {}
         self.created = False
+        self.resources: set[str] = set()  # every resource's address, from the plan before anything was made
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -250,6 +155,7 @@ class Check:
         for s in self.world.substitutions:
             self.echo(f"  substitution: {s}")
         self.echo(self.provision("plan"))
+        self.resources = {c["address"] for c in json.loads(self.provision("plan", "--json"))["changes"]}
         self.echo(f"Cost of this check: {check_cost(self.config)}.")
         self.echo("Everything above is removed at the end, also when a step fails.")
         if not ask:
@@ -271,6 +177,10 @@ class Check:
     def converge(self) -> None:
         with self.step("provision start --wait-ready; ansible-playbook site.yml"):
             self.provision("start", "--wait-ready")
+            if self.cfg["network"]["access"] == "ssh":
+                outputs = json.loads(self.provision("outputs", "--json"))  # the address as it is now
+                self.echo("          " + self.world.trust_host(outputs["instance_id"], outputs["public_ip"],
+                                                               self.cfg["host"]["user"]))
             extra = self.world.ansible_extra_vars()
             run([str(BIN / "ansible-playbook"), "site.yml", *(["-e", json.dumps(extra)] if extra else [])],
                 env=self.env(), log=self.log("ansible"), timeout=3600)
@@ -298,7 +208,7 @@ class Check:
             self.uploads(str(started["date"]))
 
     def uploads(self, day: str) -> None:
-        s3 = boto3.client("s3", region_name=self.cfg["stack"]["region"])
+        s3 = self.world.client("s3")
         prefixes = self.cfg["bucket"]["prefixes"]
         for prefix in (f"{prefixes['logs']}{day}/", prefixes["ledger"]):
             listed = s3.list_objects_v2(Bucket=self.outputs["bucket"], Prefix=prefix).get("KeyCount", 0)
@@ -306,9 +216,36 @@ class Check:
                 raise CheckFailed(f"nothing under s3://{self.outputs['bucket']}/{prefix} after the end of day")
             self.echo(f"          {listed} object(s) under {prefix}")
 
+    def left(self) -> list[str]:
+        """What of the stack exists: each resource `plan` would not create anew, and the functions' log groups."""
+        plan = json.loads(self.provision("plan", "--json"))
+        creates = {c["address"] for c in plan["changes"] if c["action"] == "create"}
+        return sorted(self.resources - creates) + self.world.log_groups(self.stack)
+
     def down(self) -> None:
-        with self.step("provision down --yes --delete-bucket --force --release-ip"):
-            self.provision("down", "--yes", "--delete-bucket", "--force", "--release-ip")
+        """Remove everything the check made, then look: nothing of it may be left (CheckFailed names what is)."""
+        try:
+            before: list[str] | None = self.left()
+        except DayFailed:  # e.g. credentials that expired mid-run: remove what can be removed all the same
+            before = None
+        with self.step("provision down --yes --delete-bucket --force --release-ip; the functions' log groups"):
+            try:
+                self.provision("down", "--yes", "--delete-bucket", "--force", "--release-ip")
+            finally:
+                removed = self.world.remove_log_groups(self.stack)
+                self.echo(f"          log groups removed: {', '.join(removed) or 'none (no function ran)'}")
+        with self.step(f"nothing of stack {self.stack} is left"):
+            after = self.left()
+            for _ in range(LEFT_RETRIES):  # AWS may still show a just-deleted bucket or role for a few seconds
+                if not after:
+                    break
+                self.sleep(LEFT_RETRY_SECONDS)
+                after = self.left()
+            (self.workdir / "cleanup.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
+            if after:
+                raise CheckFailed(f"left behind: {', '.join(after)}")
+            self.echo(f"          {len(before or [])} resource(s) and log group(s) before, none now: `provision "
+                      f"plan` would create all {len(self.resources)} resources again")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the stack up at the end (you remove it)")
     p.add_argument("--workdir", type=Path, default=None, help="where its config, key and logs go")
     args = p.parse_args(argv)
+    if args.local and args.access == "ssh":
+        print("aws-check --local: --access ssh needs a real account (the local world reaches its test host "
+              "through the Session Manager stand-in only)", file=sys.stderr)
+        return 1
     if args.local and os.geteuid() != 0:
         print("aws-check --local: needs root (the test host uses network namespaces and systemd-nspawn)",
               file=sys.stderr)
@@ -327,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(3)
     config, cfg = throwaway_config(workdir, args.access, token)
-    world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}")
+    world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}", cfg["stack"]["region"])
     check = Check(world, config, cfg, workdir)
     code = 0
     try:
@@ -339,22 +280,23 @@ def main(argv: list[str] | None = None) -> int:
         check.converge()
         check.trading_day()
         print(f"aws-check: the whole chain works on {world.name}.")
-    except (CheckFailed, DayFailed) as exc:
+    except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
         print(f"aws-check: FAILED: {exc}\nLogs: {workdir}", file=sys.stderr)
         code = 1
     finally:
+        remove = (f"ST_STACK_CONFIG={config} s3_bucket_suffix={world.suffix} python -m provision down --yes "
+                  "--delete-bucket --force --release-ip; then "
+                  + "; ".join(f"aws logs delete-log-group --region {world.region} --log-group-name {g}"
+                              for g in function_log_groups(check.stack)))
         if check.created and not args.keep:
             try:
                 check.down()
-            except DayFailed as exc:
-                print(f"aws-check: could not remove stack {check.stack}: {exc}\nRemove it with: ST_STACK_CONFIG="
-                      f"{config} s3_bucket_suffix={world.suffix} python -m provision down --yes --delete-bucket "
-                      "--force --release-ip", file=sys.stderr)
+            except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
+                print(f"aws-check: could not remove stack {check.stack}: {exc}\nRemove it with: {remove}",
+                      file=sys.stderr)
                 code = 1
         elif check.created:
-            print(f"Kept stack {check.stack}. Remove it with: ST_STACK_CONFIG={config} "
-                  f"s3_bucket_suffix={world.suffix} python -m provision down --yes --delete-bucket --force "
-                  "--release-ip")
+            print(f"Kept stack {check.stack}. Remove it with: {remove}")
         world.teardown()
         print(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
     return code

@@ -1,8 +1,9 @@
 """``python -m provision doctor``: is this machine ready to operate the stack, and what to fix if not.
 
 Each check says ``ok``, ``FAIL`` (with the fix) or ``note``. The local ones
-(:func:`local_checks`: Python, Ansible and its collections, the Session
-Manager plugin in ``access: ssm``) need no AWS call; ``plan`` and ``up``
+(:func:`local_checks`: Python, Ansible and the collections the inventory and
+roles use, an ``ssh`` client, the Session Manager plugin in ``access: ssm``)
+need no AWS call; ``plan`` and ``up``
 run them too and print a one-line hint when one fails. :func:`checks` adds
 what needs AWS: credentials and region, the host, the key file, and in
 ``access: ssh`` whether this machine's address may reach port 22 and
@@ -33,7 +34,11 @@ from provision.instance import find_address, find_instance
 from provision.keypair import key_name
 
 MIN_PYTHON = (3, 11)  # ansible-core 2.19 runs on 3.11 or newer
-COLLECTIONS = ("amazon.aws",)
+# The collections the inventory and the roles use, and what for.
+COLLECTIONS = {
+    "amazon.aws": "the dynamic inventory, inventory/aws_ec2.yml",
+    "community.general": "the trader_cron role's community.general.timezone",
+}
 KEY_ENV = "ST_SSH_KEY"
 
 
@@ -59,7 +64,8 @@ def _fail(name: str, detail: str) -> Check:
 # --------------------------------------------------------------------------- local (no AWS call)
 
 
-def python_check(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
+def python_check(version: tuple[int, ...] | None = None) -> Check:
+    version = tuple(version or sys.version_info[:3])
     shown = ".".join(str(v) for v in version)
     if version[:2] >= MIN_PYTHON:
         return _ok("python", f"{shown} ({sys.executable})")
@@ -70,11 +76,11 @@ def python_check(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Chec
 def ansible_check() -> Check:
     playbook = shutil.which("ansible-playbook")
     found = []
-    for name in COLLECTIONS:
+    for name, used_by in COLLECTIONS.items():
         spec = importlib.util.find_spec(f"ansible_collections.{name}")
         if spec is None or not spec.submodule_search_locations:
-            return _fail("ansible", f"the collection {name} is missing; `make setup` installs it (the ansible "
-                         "package on PyPI bundles it)")
+            return _fail("ansible", f"the collection {name} ({used_by}) is missing; `make setup` installs it "
+                         "(the ansible package on PyPI bundles it)")
         manifest = Path(list(spec.submodule_search_locations)[0]) / "MANIFEST.json"
         try:
             version = json.loads(manifest.read_text())["collection_info"]["version"]
@@ -84,6 +90,16 @@ def ansible_check() -> Check:
     if playbook is None:
         return _fail("ansible", "ansible-playbook is not on PATH; activate the virtualenv: . .venv/bin/activate")
     return _ok("ansible", f"{playbook}; {', '.join(found)}")
+
+
+def ssh_check() -> Check:
+    """Ansible reaches the host with OpenSSH's client in both access modes (through the tunnel with ssm)."""
+    found = shutil.which("ssh")
+    if found is None:
+        return _fail("ssh", "no ssh client on PATH: Ansible connects with OpenSSH's ssh in both access modes; "
+                     "install it (Debian/Ubuntu: apt-get install openssh-client; Amazon Linux/Fedora: "
+                     "dnf install openssh-clients; macOS has it) or put its directory on PATH")
+    return _ok("ssh", found)
 
 
 def plugin_check(cfg: Config) -> Check | None:
@@ -97,7 +113,7 @@ def plugin_check(cfg: Config) -> Check | None:
 
 
 def local_checks(cfg: Config) -> list[Check]:
-    found = [python_check(), ansible_check(), plugin_check(cfg)]
+    found = [python_check(), ansible_check(), ssh_check(), plugin_check(cfg)]
     return [c for c in found if c is not None]
 
 

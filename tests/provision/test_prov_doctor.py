@@ -58,7 +58,8 @@ def test_doctor_all_in_place(run: Runner, tools: Path, tmp_path: Path) -> None:
     assert lines[0] == "doctor: stack simpletrader (ap-south-1), network.access ssm"
     assert [ln.split()[0] for ln in lines[1:-1]] == ["ok"] * (len(lines) - 2)
     assert any("session-manager-plugin 1.2.707.0" in ln for ln in lines)
-    assert any("amazon.aws" in ln for ln in lines)
+    assert any("amazon.aws" in ln and "community.general" in ln for ln in lines)
+    assert any(ln.split()[:2] == ["ok", "ssh"] for ln in lines)
     assert lines[-1] == "Everything needed to operate the stack from here is in place."
 
 
@@ -99,6 +100,81 @@ def test_doctor_in_ssh_mode_checks_this_machines_address(run: Runner, tools: Pat
     result = run("doctor")
     assert result.code == 0, result.out
     assert any(ln.split()[:3] == ["ok", "host", "key"] for ln in result.out.splitlines())
+
+
+def failed_lines(out: str) -> dict[str, str]:
+    return {ln.split()[1]: ln for ln in out.splitlines() if ln.strip().startswith("FAIL")}
+
+
+def test_doctor_refuses_a_python_older_than_3_11(run: Runner, tools: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_plugin(tools)
+    monkeypatch.setattr(sys, "version_info", (3, 10, 12, "final", 0))
+    result = run("doctor")
+    assert result.code == 1
+    python = failed_lines(result.out)["python"]
+    assert "3.10.12 is too old" in python and "PYTHON=python3.11 make setup" in python
+    # plan says so too, before anything is made
+    [hint] = [ln for ln in run("plan").err.splitlines() if ln.startswith("hint:")]
+    assert hint.startswith("hint: python: 3.10.12 is too old")
+
+
+@pytest.mark.parametrize("missing", ["amazon.aws", "community.general"])
+def test_doctor_names_a_missing_collection_and_what_needs_it(run: Runner, tools: Path, missing: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    fake_plugin(tools)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == f"ansible_collections.{missing}" else find_spec(name, *a))
+    result = run("doctor")
+    assert result.code == 1
+    ansible = failed_lines(result.out)["ansible"]
+    assert f"the collection {missing} (" in ansible and "is missing; `make setup` installs it" in ansible
+    assert ("inventory/aws_ec2.yml" if missing == "amazon.aws" else "trader_cron") in ansible
+
+
+def test_doctor_without_an_ssh_client_says_how_to_install_one(run: Runner, tools: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_plugin(tools)
+    # The project's tools (ansible-playbook) and the stand-in plugin, but no ssh.
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{Path(sys.executable).parent}")
+    result = run("doctor")
+    assert result.code == 1
+    ssh = failed_lines(result.out)["ssh"]
+    assert "no ssh client on PATH" in ssh and "apt-get install openssh-client" in ssh
+    assert "dnf install openssh-clients" in ssh
+
+
+def test_doctor_without_credentials_says_how_to_configure_them(run: Runner, tools: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_plugin(tools)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = run("doctor")
+    assert result.code == 1
+    credentials = failed_lines(result.out)["credentials"]
+    assert "Unable to locate credentials" in credentials
+    assert "aws configure, AWS_PROFILE=..., or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" in credentials
+    # Nothing that needs AWS is tried without them.
+    assert not any(ln.split()[1] in ("host", "key") for ln in result.out.splitlines()[1:-1])
+    assert result.out.splitlines()[-1].startswith("1 problem;")
+
+
+def test_doctor_with_credentials_aws_refuses_says_so(run: Runner, tools: Path, moto: Any) -> None:
+    fake_plugin(tools)
+    with moto.iam_enforced():  # the emulator now refuses keys it did not issue, as AWS refuses bad ones
+        result = run("doctor")
+    assert result.code == 1
+    credentials = failed_lines(result.out)["credentials"]
+    assert "InvalidClientTokenId" in credentials and "aws configure" in credentials
 
 
 def test_plan_and_up_hint_at_a_missing_plugin(run: Runner, tools: Path) -> None:

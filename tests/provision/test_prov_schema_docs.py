@@ -24,7 +24,11 @@ DOCS = ROOT / "docs" / "CONFIG.md"
 
 
 def documented() -> dict[str, tuple[str, str | None]]:
-    """``section.key`` -> (required column, default column or None) from every key table."""
+    """``section.key`` -> (required column, default column or None) from every key table.
+
+    A table ends at the first line that is not a row, as Markdown renders it: a row after a blank line
+    is not part of the table (it shows as a line of pipes), so it is not counted as documented.
+    """
     found: dict[str, tuple[str, str | None]] = {}
     section = ""
     header: list[str] = []
@@ -32,6 +36,9 @@ def documented() -> dict[str, tuple[str, str | None]]:
         heading = re.match(r"^## `([a-z_]+)`", line)
         if heading:
             section = heading.group(1)
+            continue
+        if not line.startswith("|"):
+            header = []
             continue
         if line.startswith("| key |"):
             header = [c.strip() for c in line.strip("|").split("|")]

@@ -1,0 +1,169 @@
+"""`make aws-check`'s real-account path (devtools/awscheck.py, devtools/worlds.py) without an account.
+
+Every AWS call is answered here (botocore's ``_make_api_call`` replaced), so
+the tests see each call's operation, parameters and the region of the client
+that made it. tests/e2e/test_awscheck_local.py runs the whole check against
+the local world.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.client
+import pytest
+from botocore.response import StreamingBody
+
+from devtools import awscheck
+from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
+
+REGION = "ap-south-1"  # stack.region of the throwaway stack
+
+
+@dataclass
+class Api:
+    """The AWS calls made, and the answers given, by operation name."""
+
+    calls: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)  # service, region, op, params
+    configs: list[Any] = field(default_factory=list)  # each call's client config
+    answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+
+    def regions(self, operation: str) -> list[str]:
+        return [region for _, region, op, _ in self.calls if op == operation]
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Api:
+    recorded = Api()
+
+    def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        recorded.calls.append((client.meta.service_model.service_name, client.meta.region_name, operation, params))
+        recorded.configs.append(client.meta.config)
+        return recorded.answers[operation](params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", make_api_call)
+    return recorded
+
+
+@pytest.fixture(params=["eu-west-1", None], ids=["profile-in-another-region", "profile-without-region"])
+def profile(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """An operator's AWS profile whose region is not the stack's, or that has none."""
+    region = request.param
+    config = tmp_path / "aws-config"
+    config.write_text("[profile trading]\n" + (f"region = {region}\n" if region else ""))
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "trading")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # no session left over from another test
+    return str(region)
+
+
+def payload(body: dict[str, Any]) -> dict[str, Any]:
+    data = json.dumps(body).encode()
+    return {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(data), len(data))}
+
+
+def test_invoke_calls_the_function_in_the_stacks_region(api: Api, profile: str | None, tmp_path: Path) -> None:
+    api.answers["Invoke"] = lambda params: payload({"outcome": "synced", "date": "2026-03-02"})
+    world = AwsWorld(tmp_path, "-check-0a1b2c", REGION)
+    result = world.invoke("stcheck-0a1b2c-start", {"force": True}, tmp_path / "lambda.log")
+    assert result == {"outcome": "synced", "date": "2026-03-02"}
+    assert api.regions("Invoke") == [REGION]
+    [(_, _, _, params)] = api.calls
+    assert params["FunctionName"] == "stcheck-0a1b2c-start" and json.loads(params["Payload"]) == {"force": True}
+    # It waits for the function's whole run (up to its 900 s timeout) and is not retried.
+    [config] = api.configs
+    assert config.read_timeout == 960 and config.retries["total_max_attempts"] == 1
+
+
+def test_every_client_of_the_real_account_path_is_in_the_stacks_region(profile: str | None, tmp_path: Path) -> None:
+    world = AwsWorld(tmp_path, "-check-0a1b2c", REGION)
+    for service in ("s3", "ec2", "logs", "lambda"):
+        assert world.client(service).meta.region_name == REGION, service
+
+
+# --------------------------------------------------------------------------- the clean-up, against the emulator
+
+
+def stack_left(stack: str, bucket_suffix: str) -> dict[str, list[str]]:
+    """What of ``stack`` exists in the emulator, read straight from it, kind by kind."""
+    ec2 = boto3.client("ec2")
+    tagged = [{"Name": "tag:Stack", "Values": [stack]}]
+    live = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    logs = boto3.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{stack}-")["logGroups"]
+    return {
+        "instance": [i["InstanceId"] for r in ec2.describe_instances(Filters=tagged + live)["Reservations"]
+                     for i in r["Instances"]],
+        "vpc": [v["VpcId"] for v in ec2.describe_vpcs(Filters=tagged)["Vpcs"]],
+        "security_group": [g["GroupId"] for g in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]],
+        "eip": [a["AllocationId"] for a in ec2.describe_addresses(Filters=tagged)["Addresses"]],
+        "key_pair": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tagged)["KeyPairs"]],
+        "bucket": [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]
+                   if b["Name"].endswith(bucket_suffix)],
+        "function": [f["FunctionName"] for f in boto3.client("lambda").list_functions()["Functions"]
+                     if f["FunctionName"].startswith(f"{stack}-")],
+        "role": [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"] if r["RoleName"].startswith(stack)],
+        "rule": [r["Name"] for r in boto3.client("events").list_rules(NamePrefix=f"{stack}-")["Rules"]],
+        "topic": [t["TopicArn"] for t in boto3.client("sns").list_topics()["Topics"] if f":{stack}-" in t["TopicArn"]],
+        "log_group": [g["logGroupName"] for g in logs],
+    }
+
+
+def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("s3_bucket_suffix", raising=False)
+    monkeypatch.delenv("S3_BUCKET_SUFFIX", raising=False)
+    boto3.client("logs").create_log_group(logGroupName="/aws/lambda/someone-elses-function")
+    seen: dict[str, Any] = {}
+
+    def converge_fails(check: awscheck.Check) -> None:
+        # The start function ran once (Lambda made its log group), then a step failed.
+        for group in function_log_groups(check.stack):
+            boto3.client("logs").create_log_group(logGroupName=group)
+        seen.update(stack=check.stack, suffix=check.world.suffix, resources=check.resources,
+                    made=stack_left(check.stack, check.world.suffix))
+        raise CheckFailed("the playbook failed (made to, by this test)")
+
+    monkeypatch.setattr(awscheck.Check, "converge", converge_fails)
+    code = awscheck.main(["--yes", "--workdir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "aws-check: FAILED: the playbook failed (made to, by this test)" in err
+    stack = seen["stack"]
+    # Everything was there when the step failed ...
+    assert all(seen["made"].values()), seen["made"]
+    assert sorted(seen["made"]["log_group"]) == [f"/aws/lambda/{stack}-start", f"/aws/lambda/{stack}-stop"]
+    # ... and nothing of it is now, the log groups included; another function's log group is untouched.
+    assert stack_left(stack, seen["suffix"]) == {kind: [] for kind in seen["made"]}
+    assert [g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]] == [
+        "/aws/lambda/someone-elses-function"]
+    assert f"log groups removed: /aws/lambda/{stack}-start, /aws/lambda/{stack}-stop" in out
+    # The check's own look (plan and log groups) saw all of it before `down`, and none of it after.
+    cleanup = json.loads((tmp_path / "cleanup.json").read_text())
+    assert {"instance", "bucket", "lambda.start", "iam.instance_role", "network.vpc"} <= seen["resources"]
+    assert cleanup == {"before": sorted(seen["resources"]) + sorted(seen["made"]["log_group"]), "after": []}
+
+
+def test_the_local_world_writes_each_invocations_output_to_the_functions_log_group(moto: Any, tmp_path: Path) -> None:
+    world = LocalWorld(tmp_path, "-check-0a1b2c", REGION)
+    world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n\n{"step": "start"}\n')
+    world.write_function_log("stcheck-0a1b2c-start", '{"step": "calendar"}\n')
+    logs = boto3.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/lambda/stcheck-0a1b2c-start")["logStreams"]
+    assert len(streams) == 2  # one per invocation, as Lambda writes them
+    events = [e["message"] for s in streams for e in logs.get_log_events(
+        logGroupName="/aws/lambda/stcheck-0a1b2c-start", logStreamName=s["logStreamName"])["events"]]
+    assert sorted(events) == ['{"step": "calendar"}', '{"step": "calendar"}', '{"step": "start"}']
+    assert world.log_groups("stcheck-0a1b2c") == ["/aws/lambda/stcheck-0a1b2c-start"]
+    # The stop function never ran: it has no log group, and removing the stack's removes what there is.
+    assert world.remove_log_groups("stcheck-0a1b2c") == ["/aws/lambda/stcheck-0a1b2c-start"]
+    assert world.log_groups("stcheck-0a1b2c") == []
