@@ -414,6 +414,9 @@ class HostBench:
         try:
             self._map_inventory_to(host_b)
             first_default = self._playbook("site.yml first run, Ansible defaults", defaults=True)
+            if first_default["recap"].get("changed", 0) == 0:
+                raise RuntimeError("the first run with Ansible's defaults changed nothing: it did not reach the "
+                                   f"fresh host {self.name_b}")
             again_default = [self._playbook(f"site.yml no-change run #{i + 1}, Ansible defaults", defaults=True)
                              for i in range(repeats)]
         finally:

@@ -516,6 +516,13 @@ class Day:
         # ansible.cfg caches facts by inventory name for an hour; each day's test host is new.
         env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(self.workdir / "ansible-facts")
         env.update(tunnel_env(self.tunnel_targets, self.ssh_key or (self.host.key if self.host else "")))
+        # SSH's shared connections (ControlPath) are named after the instance ID, which stays the
+        # same when the bench points the instance at another test host: a directory per target
+        # host, so a connection kept open to one never carries a run meant for the other.
+        target = "-".join(sorted(set(self.tunnel_targets.values()))) or "none"
+        control_dir = self.workdir / "ssh-cp" / target
+        control_dir.mkdir(parents=True, exist_ok=True)
+        env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
         return env
 
     def write_config(self) -> Path:
