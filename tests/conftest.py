@@ -37,7 +37,16 @@ def needs_root_reason() -> str | None:
     return None
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has named each item's group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests that share a module's host or stack carry an xdist_group mark; under
+    # --dist loadgroup xdist appends the group to their node id, or it would
+    # spread them over workers, each booting the same host name at once.
+    if config.getoption("dist", "no") == "no" and getattr(config.option, "loadgroup", False):
+        lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"--dist loadgroup did not group {lost[0]} (and {len(lost) - 1} more): this "
+                                    "pytest and pytest-xdist do not work together; install requirements-dev.txt")
     reason = needs_root_reason()
     if reason is None:
         return
