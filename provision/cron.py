@@ -162,19 +162,3 @@ def utc_schedule(
     expr = f"cron({minutes % 60} {minutes // 60} ? * {_dow_field(utc_days)} *)"
     validate_cron(expr)
     return expr, sorted(set(utc_days), key=WEEKDAYS.index)
-
-
-def next_run(
-    local_time: str, weekdays: Iterable[str], zone: str, now: dt.datetime | None = None
-) -> dt.datetime:
-    """The next exchange-local datetime at ``local_time`` on one of ``weekdays`` after ``now``."""
-    tz = ZoneInfo(zone)
-    now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(tz)
-    h, m = (int(x) for x in local_time.split(":"))
-    days = set(weekdays)
-    for i in range(8):
-        day = now.date() + dt.timedelta(days=i)
-        candidate = dt.datetime(day.year, day.month, day.day, h, m, tzinfo=tz)
-        if WEEKDAYS[day.weekday()] in days and candidate > now:
-            return candidate
-    raise CronError("no weekday configured")

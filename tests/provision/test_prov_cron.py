@@ -9,7 +9,7 @@ import pytest
 from provhelpers import base_config, write_config
 
 from provision import config
-from provision.cron import CronError, next_run, utc_schedule, validate_cron
+from provision.cron import CronError, utc_schedule, validate_cron
 from provision.schedule import rule_weekdays
 
 WEEK = ["MON", "TUE", "WED", "THU", "FRI"]
@@ -69,15 +69,6 @@ def test_valid_crons(expr: str) -> None:
 def test_invalid_crons(expr: str, why: str) -> None:
     with pytest.raises(CronError, match=why):
         validate_cron(expr)
-
-
-def test_next_run_in_exchange_time() -> None:
-    tz = dt.timezone(dt.timedelta(hours=5, minutes=30))
-    friday_evening = dt.datetime(2026, 11, 27, 18, 0, tzinfo=tz)
-    nxt = next_run("08:45", WEEK, "Asia/Kolkata", friday_evening)
-    assert (nxt.date(), nxt.hour, nxt.minute) == (dt.date(2026, 11, 30), 8, 45)  # Monday
-    friday_morning = dt.datetime(2026, 11, 27, 8, 0, tzinfo=tz)
-    assert next_run("08:45", WEEK, "Asia/Kolkata", friday_morning).date() == dt.date(2026, 11, 27)
 
 
 def test_a_special_session_on_a_weekend_adds_nothing_to_the_weekly_rule(tmp_path: Path) -> None:
