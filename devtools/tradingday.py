@@ -23,6 +23,7 @@ emulator does are played here, openly:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -519,9 +521,11 @@ class Day:
         # SSH's shared connections (ControlPath) are named after the instance ID, which stays the
         # same when the bench points the instance at another test host: a directory per target
         # host, so a connection kept open to one never carries a run meant for the other.
+        # Short (a unix socket's path has at most 107 bytes), under the temporary directory.
         target = "-".join(sorted(set(self.tunnel_targets.values()))) or "none"
-        control_dir = self.workdir / "ssh-cp" / target
-        control_dir.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(f"{self.workdir.resolve()}|{target}".encode()).hexdigest()[:12]
+        control_dir = Path(tempfile.gettempdir()) / f"st-cp-{key}"
+        control_dir.mkdir(mode=0o700, exist_ok=True)
         env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
         return env
 
