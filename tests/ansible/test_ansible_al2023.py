@@ -12,6 +12,7 @@ docs/TESTING.md lists what only a real host (make aws-check) can prove.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -57,6 +58,7 @@ def load(path: Path) -> dict[str, Any]:
     return dict(trusted(yaml.safe_load(path.read_text()) or {}))
 
 
+@functools.cache  # read once per architecture (render() asks for it many times)
 def variables(arch: str) -> dict[str, Any]:
     """What a play of site.yml sees on an AL2023 host: group_vars, the roles' defaults and RedHat vars."""
     merged: dict[str, Any] = {}
@@ -167,8 +169,6 @@ def names_in(node: Any, key: str = "") -> set[str]:
         if key in BARE and "{{" not in node:
             return names_used("{{ " + node + " }}")
         return names_used(node)
-    if isinstance(node, bool) or node is None:
-        return set()
     return set()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from wshelpers import Host, canary, snapshot
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the trading user is another user")
+pytestmark = pytest.mark.root  # the trading user is another user
 
 TRADING_USER = "nobody"
 
