@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before creating the throwaway stack")
     p.add_argument("--access", choices=("ssm", "ssh"), default="ssm", help="network.access of the stack")
     p.add_argument("--keep", action="store_true", help="leave the stack up at the end (you remove it)")
+    p.add_argument("--accept-new-host-key", action="store_true",
+                   help="access ssh: when the console shows no host key fingerprints in time, accept the key on first "
+                        "contact (otherwise the check stops there)")
     p.add_argument("--workdir", type=Path, default=None, help="where its config, key and logs go")
     args = p.parse_args(argv)
     if args.local and args.access == "ssh":
@@ -269,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_hex(3)
     config, cfg = throwaway_config(workdir, args.access, token)
     world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}", cfg["stack"]["region"])
+    world.accept_new_host_key = args.accept_new_host_key
     check = Check(world, config, cfg, workdir)
     code = 0
     try:

@@ -125,7 +125,8 @@ def ssh_options(known_hosts: Path) -> str:
 def trust(ec2: Any, instance_id: str, ip: str, known_hosts: Path, *, user: str, key: Path,
           wait: float = WAIT_SECONDS, sleep: Callable[[float], None] = time.sleep,
           clock: Callable[[], float] = time.monotonic, keyscan: Callable[[str], list[HostKey]] = scan,
-          first_contact: Callable[[str, str, Path, Path], None] = accept_new) -> str:
+          first_contact: Callable[[str, str, Path, Path], None] = accept_new,
+          accept_unseen: bool = False) -> str:
     """Write ``known_hosts`` for the instance at ``ip``; return one line saying how its keys were trusted.
 
     No waiter waits for a text in the console output: this polls, bounded by ``wait`` seconds.
@@ -144,6 +145,10 @@ def trust(ec2: Any, instance_id: str, ip: str, known_hosts: Path, *, user: str, 
             break
         sleep(POLL_SECONDS)
     if not printed:
+        if not accept_unseen:
+            raise Untrusted(f"the console output of {instance_id} showed no SSH host key fingerprints within "
+                            f"{wait:.0f}s, so its key cannot be checked: run again with --accept-new-host-key to "
+                            "accept it on first contact")
         first_contact(ip, user, key, known_hosts)
         return (f"host key: accepted on first contact (ssh accept-new) into {known_hosts}: the console output "
                 f"of {instance_id} showed no SSH host key fingerprints within {wait:.0f}s to check it against")

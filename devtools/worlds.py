@@ -50,6 +50,8 @@ class AwsWorld:
         self.region = region
         self.key = workdir / "check-key.pem"
         self.known_hosts = workdir / "known_hosts"  # access ssh: the throwaway host's keys, written by trust_host
+        # access ssh: accept a key the console did not fingerprint (--accept-new-host-key)
+        self.accept_new_host_key = False
         self._clients: Clients | None = None
 
     def clients(self) -> Clients:
@@ -77,7 +79,8 @@ class AwsWorld:
     def trust_host(self, instance_id: str, ip: str, user: str) -> str:
         """access ssh: known_hosts for the new instance; one line saying how its keys were trusted."""
         try:
-            return hostkeys.trust(self.client("ec2"), instance_id, ip, self.known_hosts, user=user, key=self.key)
+            return hostkeys.trust(self.client("ec2"), instance_id, ip, self.known_hosts, user=user, key=self.key,
+                                  accept_unseen=self.accept_new_host_key)
         except hostkeys.Untrusted as exc:
             raise CheckFailed(str(exc)) from None
 

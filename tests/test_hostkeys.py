@@ -170,11 +170,20 @@ def test_a_host_offering_none_of_the_printed_keys_is_not_trusted(tmp_path: Path)
     assert not known.exists()
 
 
-def test_without_fingerprints_in_time_the_key_is_accepted_on_first_contact_and_it_says_so(tmp_path: Path) -> None:
+def test_without_fingerprints_in_time_the_check_stops_unless_told_to_accept_the_key(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    with pytest.raises(hostkeys.Untrusted, match="--accept-new-host-key"):
+        trust(Ec2("Amazon Linux 2023\r\nlogin: "), known, Clock())
+    assert not known.exists()
+
+
+def test_without_fingerprints_in_time_the_key_is_accepted_on_first_contact_when_told_and_it_says_so(
+        tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     clock = Clock()
     contacted: list[tuple[Any, ...]] = []
-    said = trust(Ec2("Amazon Linux 2023\r\nlogin: "), known, clock, first_contact=lambda *a: contacted.append(a))
+    said = trust(Ec2("Amazon Linux 2023\r\nlogin: "), known, clock, first_contact=lambda *a: contacted.append(a),
+                 accept_unseen=True)
     assert clock.now >= hostkeys.WAIT_SECONDS  # it waited the whole time first
     assert contacted == [(IP, "ec2-user", tmp_path / "check-key.pem", known)]
     assert said.startswith(f"host key: accepted on first contact (ssh accept-new) into {known}")
