@@ -241,15 +241,20 @@ class Role(Resource):
         return live
 
     def desired(self, ctx: Context) -> dict[str, Any]:
+        policy = self.policy(ctx)
         want: dict[str, Any] = {
             "trust": _normal(trust(self.service)),
-            "inline_policies": {f"{self.name(ctx)}-access": _normal(self.policy(ctx))},
+            # A policy naming what is not made yet (a plan from empty) is known only once it is.
+            "inline_policies": UNKNOWN if has_unknown(policy) else {f"{self.name(ctx)}-access": _normal(policy)},
             "managed_policies": sorted(self.managed(ctx)),
             "tags": tags.resource_tags(ctx.stack, self.kind),
         }
         if self.with_profile:
             want["profile_roles"] = [self.name(ctx)]
         return want
+
+    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
+        ctx.ids[f"{self.kind}_role_arn"] = live["arn"]
 
     def create(self, ctx: Context) -> None:
         ctx.clients.iam.create_role(
@@ -325,7 +330,7 @@ class InstanceRole(Role):
         return list(ctx.cfg.instance.extra_policy_arns)
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.ids["instance_role_arn"] = live["arn"]
+        super().publish(ctx, live)
         if live.get("profile_arn"):
             ctx.ids["instance_profile_arn"] = live["profile_arn"]
 
@@ -338,11 +343,3 @@ class SchedulerRole(Role):
     def policy(self, ctx: Context) -> dict[str, Any]:
         return scheduler_policy(ctx)
 
-    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.ids["scheduler_role_arn"] = live["arn"]
-
-    def desired(self, ctx: Context) -> dict[str, Any]:
-        want = super().desired(ctx)
-        if has_unknown(self.policy(ctx)):
-            want["inline_policies"] = UNKNOWN
-        return want

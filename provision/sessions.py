@@ -35,6 +35,7 @@ from provision.aws import error_code, paginate
 from provision.config import Config
 from provision.engine import UNKNOWN, Context, Diff, Plan, Resource
 from provision.iam import Role, has_unknown
+from provision.rules import WEEKDAYS
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def firings(cfg: Config, now: dt.datetime | None = None) -> list[Firing]:
     now = now or dt.datetime.now(dt.timezone.utc)
     found = []
     for session in cfg.calendar.special_sessions:
-        weekday = dt.date.fromisoformat(session.date).strftime("%a").upper()
+        weekday = WEEKDAYS[dt.date.fromisoformat(session.date).weekday()]
         for kind, default in (("start", s.start), ("stop", s.stop)):
             own = getattr(session, kind) or default
             if weekday in s.weekdays and own == default:
@@ -106,14 +107,6 @@ class SessionsRole(Role):
             {"Sid": "InvokeTheStackFunctions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
              "Resource": arns}]}
 
-    def publish(self, ctx: Context, live: dict[str, Any]) -> None:
-        ctx.ids["sessions_role_arn"] = live["arn"]
-
-    def desired(self, ctx: Context) -> dict[str, Any]:
-        want = super().desired(ctx)
-        if has_unknown(self.policy(ctx)):
-            want["inline_policies"] = UNKNOWN
-        return want
 
 
 class SessionSchedules(Resource):
