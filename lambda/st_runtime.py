@@ -406,10 +406,10 @@ def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float
             status = str(inv.get("Status", "Pending"))
             if status not in RUNNING_COMMAND_STATUSES:
                 code = inv.get("ResponseCode")
-                stdout = inv.get("StandardOutputContent")
+                last = _last_line(inv.get("StandardOutputContent"), None)
                 return CommandResult(command_id, status, int(code) if code is not None else None,
-                                     _last_line(stdout), _last_line(inv.get("StandardErrorContent")),
-                                     line_warnings(_last_line(stdout, None)))
+                                     last[:OUTPUT_TAIL_CHARS], _last_line(inv.get("StandardErrorContent")),
+                                     line_warnings(last))
         left = deadline - clock.monotonic()
         if left <= 0:
             log.warning("command-deadline", command_id=command_id, last_status=status)

@@ -58,14 +58,13 @@ FN = "stop"
 STOP_RESERVE_SECONDS = 120.0
 
 
-def _session_stops_later(event: Event, settings: Settings, day: date, log: StepLog,
-                         calendar: TradingCalendar | None) -> str | None:
+def _session_stops_later(event: Event, settings: Settings, day: date, log: StepLog) -> str | None:
     """Why this weekly firing does nothing: the day is a special session that stops at its own time."""
     weekly = event.weekly_time(settings.zone)
     if weekly is None:
         return None
     try:
-        calendar = calendar or TradingCalendar.load(settings.calendar_file)
+        calendar = TradingCalendar.load(settings.calendar_file)
     except CalendarError as err:  # the stop goes ahead: an idle host costs money
         log.warning("calendar", problem=str(err))
         return None
@@ -73,7 +72,7 @@ def _session_stops_later(event: Event, settings: Settings, day: date, log: StepL
 
 
 def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, clock: Clock,
-             budget: Budget, log: StepLog | None = None, calendar: TradingCalendar | None = None) -> dict[str, Any]:
+             budget: Budget, log: StepLog | None = None) -> dict[str, Any]:
     """The stop logic. Returns the result dict; raises InvocationFailed after reporting a failure."""
     log = log or StepLog(FN)
     day = (event.time or clock.now()).astimezone(settings.zone).date()
@@ -85,7 +84,7 @@ def run_stop(*, event: Event, settings: Settings, ec2: Any, ssm: Any, sns: Any, 
     }
     actions: list[str] = result["actions"]
     wait_cfg = WaitConfig(settings.waiter_delay_seconds, settings.waiter_max_attempts)
-    later = _session_stops_later(event, settings, day, log, calendar)
+    later = _session_stops_later(event, settings, day, log)
     if later:
         result.update(outcome="skipped-session-hours", ok=True)
         log("skip", reason="session-hours")

@@ -358,9 +358,10 @@ def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callabl
         o.line(line)
     until = calendar.covered_until()
     # Computed here from the config and the holidays package, not read from the deployed functions.
+    warning = calendar.coverage_warning(now.date())
     o.line(f"calendar    {cfg.calendar.exchange} holidays known up to {until.isoformat() if until else '-'} "
            "(as of this config; the functions have the calendar of the last `up`)"
-           + (f"; warning: {calendar.coverage_warning(now.date())}" if calendar.coverage_warning(now.date()) else ""))
+           + (f"; warning: {warning}" if warning else ""))
     if data["instance_id"]:
         for line in _last_commands(ctx, data["instance_id"]):
             o.line(line)
