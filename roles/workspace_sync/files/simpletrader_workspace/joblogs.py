@@ -32,9 +32,10 @@ from typing import Any, Optional
 
 from .clock import utc_now
 from .config import Config
-from .fsutil import Beneath, open_dir, read_json, snapshot, write_json
+from .fsutil import Beneath, open_dir, read_json, snapshot
 from .output import say
 from .s3 import Bucket
+from .upload import write_marker
 
 MARKER = "job-logs-uploaded.json"
 WINDOW_DAYS = 7
@@ -105,7 +106,7 @@ def upload_job_logs(cfg: Config, bucket: Bucket, today: str) -> Uploaded:
                 bucket.upload(key_of(cfg, name, date), copy, digest)
             files[name] = {"key": key_of(cfg, name, date), "size": size, "sha256": digest, "uploaded_at": utc_now()}
             done.uploaded += 1
-            write_json(marker, {"bucket": cfg.bucket, "updated_at": utc_now(), "files": files}, sort_keys=True)
+            write_marker(marker, cfg.bucket, files)
     finally:
         beneath.close()
         os.close(dir_fd)

@@ -104,5 +104,5 @@ def seed_ledger(cfg: Config, bucket: Bucket, previous: Optional[Path], dest: Pat
         ):
             files[rel] = entry
     if files:
-        write_marker(dest, cfg.bucket, files)
+        write_marker(dest / UPLOADED_MARKER, cfg.bucket, files)
 

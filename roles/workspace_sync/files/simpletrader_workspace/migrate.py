@@ -32,7 +32,6 @@ interruption at any point:
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 from dataclasses import dataclass
@@ -53,11 +52,10 @@ from .fsutil import (
     read_json,
     remove_at,
     remove_tree,
-    write_atomic,
 )
 from .manifest import by_role, read_manifest
 from .output import Outcome, say
-from .release import read_meta
+from .release import read_meta, write_ready
 from .venv import ensure_venv, fetch_wheel, venv_complete
 
 # What the old directory held that was the routine's own: removed once the rest has moved.
@@ -269,7 +267,7 @@ def carry_ready(cfg: Config, old: Old, current: Optional[str], venv: Optional[st
     doc = {key: ready.get(key) if isinstance(ready.get(key), str) else None for key in READY_KEYS}
     doc.update(python=str(cfg.venvs / venv / "bin" / "python"), venv=venv, release_dir=str(cfg.releases / current),
                workdir=str(cfg.workdir))
-    write_atomic(cfg.ready_file, (json.dumps(doc, indent=1) + "\n").encode(), 0o644)
+    write_ready(cfg, doc)
     return True
 
 

@@ -10,6 +10,7 @@ data) and unused virtualenvs.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Optional
 
 from .clock import utc_stamp
 from .config import Config
-from .fsutil import PARTIAL, fsync_dir, read_json, remove_tree
+from .fsutil import PARTIAL, fsync_dir, read_json, remove_tree, write_atomic
 from .output import say
 from .s3 import Bucket, aws_errors, describe
 from .upload import is_confirmed, upload_data
@@ -41,6 +42,11 @@ def release_dirs(cfg: Config) -> list[Path]:
         return (str(meta.get("synced_at") or ""), path.name)
 
     return sorted(out, key=order)
+
+
+def write_ready(cfg: Config, doc: dict[str, Any]) -> None:
+    """The ready marker the cron jobs' guard reads: indented JSON, readable by the trading user."""
+    write_atomic(cfg.ready_file, (json.dumps(doc, indent=1) + "\n").encode(), 0o644)
 
 
 def read_meta(release: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ leaves the previous workspace and ready marker as they were.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -25,12 +24,13 @@ from .codebase import build_code, check_links, extract_code
 from .codeindex import Plan, plan_code, read_code_index
 from .config import Config
 from .errors import Failure
-from .fsutil import PARTIAL, chown_tree, read_json, remove_tree, sha256_file, write_atomic, write_json
+from .fsutil import PARTIAL, chown_tree, read_json, remove_tree, sha256_file, write_json
 from .ledger import seed_ledger
 from .manifest import by_role, read_manifest
 from .migrate import migrate
 from .output import Outcome, say
 from .release import RELEASE_META, NewRelease, current_release, prune, rescue
+from .release import write_ready as store_ready
 from .venv import VENV_MARKER, ensure_venv, fetch_wheel, prune_wheelhouse, venv_complete
 
 SECRETS = ("keys.json", "access_token.txt")
@@ -202,7 +202,7 @@ def write_ready(cfg: Config, new: NewRelease, staged: Staged, today: str) -> Non
             "token_published_at": staged.token_time,
             "synced_at": utc_now(),
         }
-        write_atomic(cfg.ready_file, (json.dumps(ready, indent=1) + "\n").encode(), 0o644)
+        store_ready(cfg, ready)
     except BaseException:
         try:
             cfg.ready_file.unlink()

@@ -58,8 +58,9 @@ def recorded(marker: Optional[dict[str, Any]]) -> dict[str, Any]:
     return dict((marker or {}).get("files") or {})
 
 
-def write_marker(root: Path, bucket: str, files: dict[str, Any]) -> None:
-    write_json(root / UPLOADED_MARKER, {"bucket": bucket, "updated_at": utc_now(), "files": files}, sort_keys=True)
+def write_marker(path: Path, bucket: str, files: dict[str, Any]) -> None:
+    """An upload marker (a release's, or the job logs'): what went to the bucket, by name."""
+    write_json(path, {"bucket": bucket, "updated_at": utc_now(), "files": files}, sort_keys=True)
 
 
 def is_confirmed(cfg: Config, root: Path) -> bool:
@@ -103,9 +104,9 @@ def upload_data(cfg: Config, bucket: Bucket, root: Path, force: Optional[str] = 
                 bucket.upload(key, fh, digest)
             done[rel] = {"key": key, "size": size, "sha256": digest, "uploaded_at": utc_now()}
             uploaded += 1
-            write_marker(root, cfg.bucket, done)
+            write_marker(root / UPLOADED_MARKER, cfg.bucket, done)
     finally:
         beneath.close()
     if not (root / UPLOADED_MARKER).exists():
-        write_marker(root, cfg.bucket, done)
+        write_marker(root / UPLOADED_MARKER, cfg.bucket, done)
     return uploaded, skipped
