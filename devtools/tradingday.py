@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -419,8 +420,6 @@ def _download_wheels(requirements: list[str], dest: Path, log: Path | None = Non
     Each set gets a directory of its own (dest/<hash>), so wheels of an older pin
     list never sit beside the current ones.
     """
-    import hashlib
-
     from provision.publish import build_wheelhouse
 
     here = dest / hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12]
@@ -495,6 +494,7 @@ class Day:
         self.stack: Stack | None = None
         self.agent: SsmAgent | None = None
         self.tunnel_targets: dict[str, str] = {}
+        self._control_dirs: set[Path] = set()
         self.ssh_key: str | None = None  # the test host's own key unless another host is mapped
         self._saved_env = dict(os.environ)
         self.config = self.write_config()
@@ -526,6 +526,7 @@ class Day:
         key = hashlib.sha256(f"{self.workdir.resolve()}|{target}".encode()).hexdigest()[:12]
         control_dir = Path(tempfile.gettempdir()) / f"st-cp-{key}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
+        self._control_dirs.add(control_dir)
         env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_dir)
         return env
 
@@ -579,6 +580,12 @@ class Day:
         import yaml
 
         return dict(yaml.safe_load(self.config.read_text())["bucket"]["prefixes"])
+
+    def workdir_on_host(self) -> str:
+        """host.workdir of this day's stack config: where the trading program runs on the host."""
+        import yaml
+
+        return str(yaml.safe_load(self.config.read_text())["host"]["workdir"])
 
     def provision(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run([str(BIN / "python"), "-m", "provision", *args, "--config", str(self.config)],
@@ -667,8 +674,6 @@ class Day:
         package = self._package_bytes(deployed["start"])  # one package for both functions
         code_dir = self.workdir / "lambda-package"
         if code_dir.exists():
-            import shutil
-
             shutil.rmtree(code_dir)
         with zipfile.ZipFile(io.BytesIO(package)) as zf:
             zf.extractall(code_dir)
@@ -685,7 +690,6 @@ class Day:
         """The deployed package: rebuilt by provision's packager from the day's config (its calendar)
         and checked against CodeSha256."""
         import base64
-        import hashlib
 
         from provision import lambdas  # type: ignore[attr-defined]
         from provision.config import load
@@ -827,7 +831,7 @@ class Day:
     def age_token(self) -> None:
         """The host's token as it is on a morning nobody published one: from the day before."""
         assert self.host is not None
-        workdir = "/home/ec2-user/projects/SimpleTrader"
+        workdir = self.workdir_on_host()
         self.host.sh(f"touch -h -d '-1 day' {workdir}/access_token.txt && touch -d '-1 day' "
                      f"$(readlink -f {workdir}/access_token.txt)")
 
@@ -843,7 +847,7 @@ class Day:
         self.agent_for()
         bucket = self.stack.functions["start"]["ST_BUCKET"]
         s3 = boto3.client("s3")
-        workdir = "/home/ec2-user/projects/SimpleTrader"
+        workdir = self.workdir_on_host()
         show = f"readlink -f {workdir}; sudo cat /var/lib/simpletrader/ready.json"
         before = self.host.sh(show).stdout
         facts: dict[str, Any] = {"workspace_before": before}
@@ -880,5 +884,7 @@ class Day:
             self.server.stop()
         if self.host is not None:
             self.host.down()
+        for control_dir in self._control_dirs:  # SSH's masters have exited with their host
+            shutil.rmtree(control_dir, ignore_errors=True)
         os.environ.clear()
         os.environ.update(self._saved_env)

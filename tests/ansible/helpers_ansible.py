@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +27,9 @@ def tool_env(**extra: str) -> dict[str, str]:
     env["PY_COLORS"] = "0"
     # SSH's shared connections of its own: test hosts reuse addresses, and a master
     # connection kept for a host that is gone must not serve the next one.
-    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = tempfile.mkdtemp(prefix="st-cp-")
+    control_dir = tempfile.mkdtemp(prefix="st-cp-")
+    atexit.register(shutil.rmtree, control_dir, True)
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
     env.update(extra)
     return env
 
