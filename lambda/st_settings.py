@@ -21,7 +21,8 @@ _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 # An SSM document name the stack owns: SSM's name rule, and none of AWS's own (e.g. AWS-RunShellScript).
 _DOCUMENT = re.compile(r"^(?!(aws|amazon|amzn))[a-zA-Z0-9_.-]{3,128}$", re.IGNORECASE)
 
-
+#: host.token_check's modes. provision checks stack.yml against this very tuple (provision/rules.py);
+#: the host's job guard and trader_cron's argument spec are held to it by tests/ansible/test_config_chain.py.
 TOKEN_CHECKS = ("refuse", "warn", "off")
 
 

@@ -372,7 +372,7 @@ def _coming_sessions(cfg: config_mod.Config, calendar: Any, now: dt.datetime) ->
     """One line per special session still ahead, with its hours."""
     s = cfg.schedule
     today = now.astimezone(calendar.zone).date().isoformat()
-    return [f"session     {x.date} {x.name}: {x.start or s.start}-{x.stop or s.stop} {s.timezone}"
+    return [f"session     {x.date} {x.name}: {'-'.join(x.hours(s))} {s.timezone}"
             + (f", jobs {', '.join(f'{k} {v}' for k, v in x.jobs.items())}" if x.jobs else "")
             for x in cfg.calendar.special_sessions if x.date >= today]
 

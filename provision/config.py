@@ -27,7 +27,7 @@ import yaml
 
 from provision.cron import fixed_offset
 from provision.errors import ConfigError
-from provision.rules import WEEKDAYS
+from provision.rules import TOKEN_CHECKS, WEEKDAYS
 from provision.schema import (
     Context,
     Problem,
@@ -62,8 +62,6 @@ ACCESS_MODES = ("ssm", "ssh")
 #: An ``ssh_ingress`` entry standing for the operator's current public IPv4 address as a /32.
 AUTO_INGRESS = "auto"
 SUFFIX_ENV_VARS = ("s3_bucket_suffix", "S3_BUCKET_SUFFIX")
-#: host.token_check: what the trading job does with a token published before token_fresh_after.
-TOKEN_CHECKS = ("refuse", "warn", "off")
 DEFAULT_CONFIG = "stack.yml"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{arch}"
 
@@ -404,6 +402,10 @@ class SpecialSession:
     start: str = key(optional(hhmm), default="", doc_default="`schedule.start`")
     stop: str = key(optional(hhmm), default="", doc_default="`schedule.stop`")
     jobs: dict[str, str] = key(job_times, default={}, doc_default="`{}`")
+
+    def hours(self, schedule: ScheduleConfig) -> tuple[str, str]:
+        """The session's (start, stop): its own, else the schedule's."""
+        return self.start or schedule.start, self.stop or schedule.stop
 
     @staticmethod
     def hours_in_order(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ def session_jobs(cfg: Config) -> list[dict[str, Any]]:
     s = cfg.schedule
     found = []
     for session in cfg.calendar.special_sessions:
-        start, stop = session.start or s.start, session.stop or s.stop
+        start, stop = session.hours(s)
         jobs = {}
         for job in cfg.cron_jobs:
             at = session.jobs.get(job.name, job.time)

@@ -62,8 +62,7 @@ def firings(cfg: Config, now: dt.datetime | None = None) -> list[Firing]:
     found = []
     for session in cfg.calendar.special_sessions:
         weekday = WEEKDAYS[dt.date.fromisoformat(session.date).weekday()]
-        for kind, default in (("start", s.start), ("stop", s.stop)):
-            own = getattr(session, kind) or default
+        for kind, own, default in zip(("start", "stop"), session.hours(s), (s.start, s.stop)):
             if weekday in s.weekdays and own == default:
                 continue  # the weekly rule fires then anyway
             firing = Firing(session.date, kind, own)
