@@ -1,4 +1,4 @@
-"""Shared fixtures: the local AWS emulator and the root/test-host gate.
+"""Shared fixtures: the local AWS emulator, the root/test-host gate, and the example release's bucket.
 
 ``moto`` fixture: one moto_server for the whole session, reset before each
 test that asks for it; the test's environment points at it through
@@ -13,13 +13,18 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from example_release import BUCKET, CODE_DIR  # noqa: E402
+
 from devtools import localaws  # noqa: E402
+from provision.publish import build_wheelhouse  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,3 +78,19 @@ def moto(moto_server: localaws.MotoServer, monkeypatch: pytest.MonkeyPatch) -> l
     for key, value in moto_server.env().items():
         monkeypatch.setenv(key, value)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels for the example requirements, built once (pip download for Python 3.9)."""
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    build_wheelhouse(CODE_DIR / "requirements.txt", dest, log=lambda _m: None)
+    return dest
+
+
+@pytest.fixture
+def s3(moto: localaws.MotoServer) -> Any:
+    """An S3 client of the emulator, with the publish tests' empty bucket (example_release.BUCKET)."""
+    client = boto3.client("s3", region_name="ap-south-1")
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
+    return client

@@ -1,4 +1,4 @@
-"""Fixtures for the workspace routine and publish tests (helpers: wshelpers.py)."""
+"""Fixtures for the workspace routine's tests (helpers: wshelpers.py; wheelhouse and s3: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from wshelpers import BUCKET, CODE_DIR, Host, do_publish
-
-from provision.publish import build_wheelhouse
-
-
-@pytest.fixture(scope="session")
-def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels for the example requirements, built once (pip download for Python 3.9)."""
-    dest = tmp_path_factory.mktemp("wheelhouse")
-    build_wheelhouse(CODE_DIR / "requirements.txt", dest, log=lambda _m: None)
-    return dest
-
-
-@pytest.fixture
-def s3(moto: Any) -> Any:
-    client = boto3.client("s3", region_name="ap-south-1")
-    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-south-1"})
-    return client
+from example_release import do_publish
+from wshelpers import Host
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wshelpers import BUCKET, CODE_DIR, Host, body, exchange_today
+from example_release import BUCKET, CODE_DIR
+from wshelpers import Host, body, exchange_today
 
 
 def files(root: Path) -> dict[str, Any]:

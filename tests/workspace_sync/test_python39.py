@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wshelpers import BUCKET, ROOT, ROUTINE_PROJECT, Host, assert_no_secrets, exchange_today
+from example_release import BUCKET
+from wshelpers import ROOT, ROUTINE_PROJECT, Host, assert_no_secrets, exchange_today
 
 from provision.wheel import build_wheel
 

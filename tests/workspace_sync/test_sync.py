@@ -19,23 +19,23 @@ from typing import Any
 
 import boto3
 import pytest
+from example_release import BUCKET, CODE_DIR, do_publish
 from simpletrader_workspace import config, sync
 from simpletrader_workspace import s3 as routine_s3
 from wshelpers import (
-    BUCKET,
-    CODE_DIR,
     ROOT,
     ROUTINE,
     Host,
     assert_workspace_intact,
     body,
-    do_publish,
     exchange_today,
     put_archive_without_index,
     put_manifest,
     routine_command,
     routine_env,
 )
+
+from provision.publish import PublishError
 
 
 def bucket_keys(s3: Any, prefix: str = "") -> set[str]:
@@ -653,3 +653,25 @@ def test_a_result_file_that_cannot_be_written_changes_nothing_else(tmp_path: Pat
     assert proc.stdout == f"status: FAILED config {missing} not found (installed by roles/workspace_sync)\n"
     assert proc.stderr.startswith(f"status: cannot write the result file {unwritable}: ")
     assert not unwritable.parent.exists()
+
+
+def test_without_token_check_no_token_file_is_needed_and_the_host_still_syncs(
+        s3: Any, wheelhouse: Path, host: Host, tmp_path: Path) -> None:
+    """host.token_check: off (a program that logs in by itself): no token file, missing or empty, is an error."""
+    lines: list[str] = []
+    for absent in (tmp_path / "no-such-token.txt", tmp_path / "empty-token.txt"):
+        if absent.name.startswith("empty"):
+            absent.write_text("\n")
+        manifest = do_publish(s3, wheelhouse, token_file=absent, token_required=False, log=lines.append)
+        token = [o for o in manifest["objects"] if o["role"] == "token"]
+        assert token == [{"role": "token", "key": "secrets/access_token.txt", "size": 0,
+                          "sha256": hashlib.sha256(b"").hexdigest()}]  # no published_at: nothing was published
+        assert body(s3, "secrets/access_token.txt") == b""
+    assert ("publish: no access token (host.token_check: off, and no token file): secrets/access_token.txt is "
+            "empty") in lines
+    # The host's sync takes the manifest as it is (it needs exactly one token entry).
+    assert host.run("sync").returncode == 0
+    assert (host.workdir / "access_token.txt").read_bytes() == b""
+    # With the check on, the same missing file stops publish before any AWS call (test_bad_inputs_...).
+    with pytest.raises(PublishError, match="does not exist"):
+        do_publish(s3, wheelhouse, token_file=tmp_path / "no-such-token.txt")

@@ -23,16 +23,14 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from example_release import BUCKET, CODE_DIR, do_publish
 from simpletrader_workspace import codebase, codeindex, config, fsutil
 from simpletrader_workspace.s3 import Bucket
 from wshelpers import (
-    BUCKET,
-    CODE_DIR,
     Host,
     assert_workspace_intact,
     body,
     canary,
-    do_publish,
     put_archive_without_index,
     put_code_index,
     routine_env,

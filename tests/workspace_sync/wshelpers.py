@@ -1,4 +1,4 @@
-"""Helpers for the workspace routine and publish tests (fixtures are in conftest.py).
+"""Helpers for the workspace routine's tests (fixtures are in conftest.py and tests/conftest.py).
 
 The routine (the package ``roles/workspace_sync/files/simpletrader_workspace``)
 runs as a subprocess, ``python -m simpletrader_workspace`` as on the host,
@@ -21,41 +21,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provision.publish import publish
+from example_release import BUCKET, PREFIXES, SECRET_VALUES
 
 ROOT = Path(__file__).resolve().parents[2]
 # The directory that holds the package (and its pyproject.toml), and the package itself.
 ROUTINE_PROJECT = ROOT / "roles" / "workspace_sync" / "files"
 ROUTINE = ROUTINE_PROJECT / "simpletrader_workspace"
-EXAMPLE = ROOT / "example"
-CODE_DIR = EXAMPLE / "simpletrader"
-KEYS_FILE = EXAMPLE / "secrets" / "keys.json"
-TOKEN_FILE = EXAMPLE / "secrets" / "access_token.txt"
-BUCKET = "simpletrader-working-bucket-test"
-PREFIXES = {"deploy": "deploy/", "secrets": "secrets/", "logs": "logs/", "ledger": "ledger/"}
-# Every value in the example secrets: none may ever appear in the routine's output.
-SECRET_VALUES = [str(v) for v in json.loads(KEYS_FILE.read_text()).values()]
-SECRET_VALUES.append(TOKEN_FILE.read_text().strip())
 
 
 def exchange_today(offset_days: int = 0) -> str:
     now = dt.datetime.now(ZoneInfo("Asia/Kolkata")).date()
     return (now + dt.timedelta(days=offset_days)).isoformat()
-
-
-def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = dict(
-        bucket=BUCKET,
-        prefixes=PREFIXES,
-        code_dir=CODE_DIR,
-        requirements=CODE_DIR / "requirements.txt",
-        keys_file=KEYS_FILE,
-        token_file=TOKEN_FILE,
-        wheelhouse=wheelhouse,
-        log=lambda _m: None,
-    )
-    kwargs.update(overrides)
-    return publish(s3, **kwargs)
 
 
 def routine_command(*args: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""provision/publish.py: the operator side of the manifest contract."""
+"""provision/publish.py: the operator side of the manifest contract (the host's side: tests/workspace_sync)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from wshelpers import (
-    BUCKET,
-    CODE_DIR,
-    KEYS_FILE,
-    PREFIXES,
-    SECRET_VALUES,
-    TOKEN_FILE,
-    Host,
-    do_publish,
-)
+from example_release import BUCKET, CODE_DIR, KEYS_FILE, PREFIXES, SECRET_VALUES, TOKEN_FILE, do_publish
 
 from provision.publish import (
     PublishError,
@@ -270,28 +261,6 @@ def test_bad_inputs_fail_before_any_aws_call(
         do_publish(s3, **kwargs)
     assert calls == []
     assert "FAKE-KEY-NOT-REAL-0001" not in str(info.value)
-
-
-def test_without_token_check_no_token_file_is_needed_and_the_host_still_syncs(
-        s3: Any, wheelhouse: Path, host: Host, tmp_path: Path) -> None:
-    """host.token_check: off (a program that logs in by itself): no token file, missing or empty, is an error."""
-    lines: list[str] = []
-    for absent in (tmp_path / "no-such-token.txt", tmp_path / "empty-token.txt"):
-        if absent.name.startswith("empty"):
-            absent.write_text("\n")
-        manifest = do_publish(s3, wheelhouse, token_file=absent, token_required=False, log=lines.append)
-        token = [o for o in manifest["objects"] if o["role"] == "token"]
-        assert token == [{"role": "token", "key": "secrets/access_token.txt", "size": 0,
-                          "sha256": hashlib.sha256(b"").hexdigest()}]  # no published_at: nothing was published
-        assert get(s3, "secrets/access_token.txt") == b""
-    assert ("publish: no access token (host.token_check: off, and no token file): secrets/access_token.txt is "
-            "empty") in lines
-    # The host's sync takes the manifest as it is (it needs exactly one token entry).
-    assert host.run("sync").returncode == 0
-    assert (host.workdir / "access_token.txt").read_bytes() == b""
-    # With the check on, the same missing file stops publish before any AWS call (test_bad_inputs_...).
-    with pytest.raises(PublishError, match="does not exist"):
-        do_publish(s3, wheelhouse, token_file=tmp_path / "no-such-token.txt")
 
 
 def test_without_token_check_a_token_given_anyway_is_published(s3: Any, wheelhouse: Path) -> None:
