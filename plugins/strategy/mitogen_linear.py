@@ -6,14 +6,49 @@ task: the same tasks in the same order as ``linear``, at a fraction of the
 round trips. ``ansible_mitogen`` comes from the ``mitogen`` package in
 requirements.txt; this file only makes its strategy findable without a path
 into the virtualenv. ``ANSIBLE_STRATEGY=linear`` runs without it.
+
+It also gives Mitogen's SSH the ControlPath that Ansible's own SSH plugin
+would use. Mitogen passes ``ssh_args`` (``ControlMaster=auto``,
+``ControlPersist=60s``) but never adds a ControlPath, so without one every run
+opened a new SSH connection and, through Session Manager, a new session. With
+it, a run within a minute of the last one goes through that run's connection,
+as Ansible's SSH plugin does, and the long steps that use that plugin
+(playbooks/README.md) share it. The directory is Ansible's
+``control_path_dir`` (``ANSIBLE_SSH_CONTROL_PATH_DIR``), made 0700 as Ansible
+makes it: ssh refuses to start when it is missing.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import ansible_mitogen.loaders
 import ansible_mitogen.strategy
+import ansible_mitogen.transport_config
+from ansible.plugins.connection.ssh import Connection as AnsibleSSH
+from ansible.utils.path import makedirs_safe, unfrackpath
 
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
+_Spec = ansible_mitogen.transport_config.PlayContextSpec
+# Mitogen's own, kept once: a second load of this file must not wrap the wrapper.
+_mitogen_ssh_args = getattr(_Spec, "_mitogen_ssh_args", _Spec.ssh_args)
+_Spec._mitogen_ssh_args = _mitogen_ssh_args
+
+
+def ssh_args_with_control_path(spec: Any) -> list[str]:
+    """Mitogen's SSH arguments, plus the ControlPath Ansible's SSH plugin would add to them."""
+    args: list[str] = list(_mitogen_ssh_args(spec))
+    lowered = [a.lower() for a in args]
+    if not any("controlpersist" in a for a in lowered) or any("controlpath" in a for a in lowered):
+        return args
+    directory = unfrackpath(spec._connection_option("control_path_dir"))
+    makedirs_safe(directory, 0o700)
+    path = spec._connection_option("control_path") or AnsibleSSH._create_control_path(
+        spec.remote_addr(), spec.port(), spec.remote_user())
+    return [*args, "-o", "ControlPath=" + path % {"directory": directory}]
+
+
+_Spec.ssh_args = ssh_args_with_control_path
 
 
 class StrategyModule(ansible_mitogen.strategy.StrategyMixin, Base):  # type: ignore[misc, valid-type]
