@@ -29,7 +29,7 @@ from provision import config as config_mod
 from provision.aws import Clients, error_code, error_message
 from provision.engine import Context, Plan
 from provision.errors import ConfigError, ProvisionError
-from provision.instance import find_address, find_instance
+from provision.instance import find_instance, public_address
 from provision.keypair import find_key_pair, key_name, parameter_name, read_private_key
 
 ClientsFactory = Callable[[str], Clients]
@@ -297,9 +297,8 @@ def cmd_down(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
 def _outputs(ctx: Context) -> dict[str, Any]:
     cfg = ctx.cfg
     inst = find_instance(ctx)
-    addr = find_address(ctx) if cfg.instance.static_ip else None
+    ip, static = public_address(ctx, inst)
     pair = find_key_pair(ctx.clients.ec2, ctx.stack)
-    ip = (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress")
     pem = f"{key_name(ctx.stack)}.pem"
     param = parameter_name(pair["KeyPairId"]) if pair else None
     instance_id = (inst or {}).get("InstanceId")
@@ -312,7 +311,7 @@ def _outputs(ctx: Context) -> dict[str, Any]:
         "key_pair": key_name(ctx.stack) if pair else None,
         "key_parameter": param,
         "public_ip": ip,
-        "static_ip": bool(addr),
+        "static_ip": static,
         "key_command": f"python -m provision key --out {pem}",
         "key_command_aws_cli": (
             f'aws ssm get-parameter --name "{param}" --with-decryption '

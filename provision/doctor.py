@@ -23,6 +23,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -30,7 +31,7 @@ from provision import access, network, publicip
 from provision.config import Config
 from provision.engine import Context
 from provision.errors import ProvisionError
-from provision.instance import find_address, find_instance
+from provision.instance import find_instance, public_address
 from provision.keypair import key_name
 
 MIN_PYTHON = (3, 11)  # ansible-core 2.19 runs on 3.11 or newer
@@ -151,8 +152,7 @@ def key_check(ctx: Context) -> Check:
     return _ok("key file", f"{path} (mode {stat.S_IMODE(st.st_mode):04o})")
 
 
-def host_check(ctx: Context) -> Check:
-    inst = find_instance(ctx)
+def host_check(ctx: Context, inst: dict[str, Any] | None) -> Check:
     if inst is None:
         return _fail("host", f"stack {ctx.stack} has no trading host; create it with `python -m provision up`")
     iid, state = inst["InstanceId"], (inst.get("State") or {}).get("Name")
@@ -182,14 +182,12 @@ def ingress_check(ctx: Context) -> Check | None:
                  f"{list(net.ssh_ingress)}: add it (or use auto) and run `python -m provision up`")
 
 
-def host_key_check(ctx: Context) -> Check | None:
+def host_key_check(ctx: Context, inst: dict[str, Any] | None) -> Check | None:
     """``access: ssh``: does SSH know the host's key (``ssh-keygen -F`` in the user's known_hosts)?"""
     cfg = ctx.cfg
     if cfg.network.access != "ssh":
         return None
-    inst = find_instance(ctx)
-    addr = find_address(ctx) if cfg.instance.static_ip else None
-    ip = (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress")
+    ip, _static = public_address(ctx, inst)
     keygen = shutil.which("ssh-keygen")
     if not ip or not keygen:
         return None
@@ -208,13 +206,14 @@ def checks(ctx: Context) -> list[Check]:
     found = local_checks(ctx.cfg)
     creds = credentials_check(ctx)
     found.append(creds)
+    inst = None if creds.failed else find_instance(ctx)
     if not creds.failed:
-        found += [host_check(ctx), key_check(ctx)]
+        found += [host_check(ctx, inst), key_check(ctx)]
     ingress = ingress_check(ctx)
     if ingress is not None:
         found.append(ingress)
     if not creds.failed:
-        known = host_key_check(ctx)
+        known = host_key_check(ctx, inst)
         if known is not None:
             found.append(known)
     return found

@@ -220,6 +220,13 @@ def find_address(ctx: Context) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def public_address(ctx: Context, inst: dict[str, Any] | None) -> tuple[str | None, bool]:
+    """The host's public IPv4 address (the stack's Elastic IP when it has one, else the instance's own)
+    and whether it is that static one."""
+    addr = find_address(ctx) if ctx.cfg.instance.static_ip else None
+    return (addr or {}).get("PublicIp") or (inst or {}).get("PublicIpAddress"), bool(addr)
+
+
 class ElasticIp(Resource):
     """The static IP the broker whitelists; kept by ``down`` unless ``--release-ip``."""
 

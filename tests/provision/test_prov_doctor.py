@@ -100,6 +100,9 @@ def test_doctor_in_ssh_mode_checks_this_machines_address(run: Runner, tools: Pat
     result = run("doctor")
     assert result.code == 0, result.out
     assert any(ln.split()[:3] == ["ok", "host", "key"] for ln in result.out.splitlines())
+    # The host is looked up once for both of its checks (state, and the address whose key SSH knows).
+    assert run.last_recorder is not None
+    assert [op for _, _, op in run.last_recorder.calls].count("DescribeInstances") == 1
 
 
 def failed_lines(out: str) -> dict[str, str]:
