@@ -17,25 +17,34 @@ from provision.aws import paginate
 from provision.errors import ProvisionError
 
 
-def release_ids(s3: Any, bucket: str, deploy: str, owner: str | None = None) -> list[str]:
-    """The release ids under ``<deploy>releases/``, oldest first (from the objects listed, not from common
-    prefixes, which the emulator also reports for a deleted release)."""
+def _release_keys(s3: Any, bucket: str, deploy: str, owner: str | None) -> dict[str, list[str]]:
+    """Each release id under ``<deploy>releases/`` with its object keys, from one listing (objects, not
+    common prefixes, which the emulator also reports for a deleted release)."""
     extra = {"ExpectedBucketOwner": owner} if owner else {}
     prefix = f"{deploy}releases/"
-    found = paginate(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix, **extra)
-    return sorted({o["Key"][len(prefix):].split("/", 1)[0] for o in found if "/" in o["Key"][len(prefix):]})
+    found: dict[str, list[str]] = {}
+    for o in paginate(s3, "list_objects_v2", "Contents", Bucket=bucket, Prefix=prefix, **extra):
+        release, sep, _rest = o["Key"][len(prefix):].partition("/")
+        if sep:
+            found.setdefault(release, []).append(o["Key"])
+    return found
+
+
+def release_ids(s3: Any, bucket: str, deploy: str, owner: str | None = None) -> list[str]:
+    """The release ids under ``<deploy>releases/``, oldest first."""
+    return sorted(_release_keys(s3, bucket, deploy, owner))
 
 
 def prune(s3: Any, bucket: str, deploy: str, keep: int, current: str, log: Callable[[str], None],
           owner: str | None = None) -> list[str]:
     """Delete every release but the newest ``keep`` (``current`` always stays); returns the ids deleted."""
     extra = {"ExpectedBucketOwner": owner} if owner else {}
-    ids = release_ids(s3, bucket, deploy, owner)
+    releases = _release_keys(s3, bucket, deploy, owner)
+    ids = sorted(releases)
     kept = set(ids[-keep:]) | {current}
     gone = [r for r in ids if r not in kept]
     for release in gone:
-        keys = [{"Key": o["Key"]} for o in paginate(s3, "list_objects_v2", "Contents", Bucket=bucket,
-                                                    Prefix=f"{deploy}releases/{release}/", **extra)]
+        keys = [{"Key": k} for k in releases[release]]
         for i in range(0, len(keys), 1000):
             result = s3.delete_objects(Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True}, **extra)
             if result.get("Errors"):
