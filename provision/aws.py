@@ -109,6 +109,16 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+def unless_missing(call: Callable[[], Any], missing_code: str, default: Any) -> Any:
+    """``call()``, or ``default`` when AWS answers that the thing is not there (``missing_code``)."""
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) == missing_code:
+            return default
+        raise
+
+
 def error_message(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Message", ""))

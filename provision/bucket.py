@@ -35,7 +35,7 @@ import json
 from typing import Any
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import error_code, paginate, unless_missing
 from provision.config import Prefixes, bucket_name
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
@@ -160,12 +160,12 @@ class Bucket(Resource):
                 raise _taken(name) from None
             raise
         live: dict[str, Any] = {"name": name}
-        live["public_access_block"] = self._get(
+        live["public_access_block"] = unless_missing(
             lambda: s3.get_public_access_block(Bucket=name, **owner)["PublicAccessBlockConfiguration"],
             "NoSuchPublicAccessBlockConfiguration",
             {},
         )
-        enc = self._get(
+        enc = unless_missing(
             lambda: s3.get_bucket_encryption(Bucket=name, **owner)["ServerSideEncryptionConfiguration"][
                 "Rules"
             ],
@@ -176,33 +176,24 @@ class Bucket(Resource):
             {r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm", "") for r in enc} - {""}
         )
         live["versioning"] = s3.get_bucket_versioning(Bucket=name, **owner).get("Status", "Off")
-        policy = self._get(
+        policy = unless_missing(
             lambda: s3.get_bucket_policy(Bucket=name, **owner)["Policy"], "NoSuchBucketPolicy", None
         )
         statements = json.loads(policy).get("Statement", []) if policy else []
         # Only the stack's own statements are compared; the operator's own (an Athena reader) are kept.
         live["policy"] = _normal({"Version": "2012-10-17", "Statement": _ours(statements)}) if policy else None
         live["other_statements"] = _theirs(statements)
-        rules = self._get(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name, **owner)["Rules"],
-                          "NoSuchLifecycleConfiguration", [])
+        rules = unless_missing(lambda: s3.get_bucket_lifecycle_configuration(Bucket=name, **owner)["Rules"],
+                               "NoSuchLifecycleConfiguration", [])
         live["lifecycle"] = _normal([r for r in rules if r.get("ID") in LIFECYCLE_IDS.values()])
         live["other_rules"] = [r for r in rules if r.get("ID") not in LIFECYCLE_IDS.values()]
-        tagset = self._get(lambda: s3.get_bucket_tagging(Bucket=name, **owner)["TagSet"], "NoSuchTagSet", [])
+        tagset = unless_missing(lambda: s3.get_bucket_tagging(Bucket=name, **owner)["TagSet"], "NoSuchTagSet", [])
         # Only our keys are compared: an adopted bucket may carry the operator's own tags.
         ours = tags.resource_tags(ctx.stack, "bucket")
         all_tags = tags.from_aws(tagset)
         live["tags"] = {k: all_tags.get(k) for k in ours}
         live["all_tags"] = all_tags
         return live
-
-    @staticmethod
-    def _get(call: Any, missing_code: str, default: Any) -> Any:
-        try:
-            return call()
-        except Exception as exc:
-            if error_code(exc) == missing_code:
-                return default
-            raise
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["bucket"] = live["name"]

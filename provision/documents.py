@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from provision import tags
-from provision.aws import error_code
+from provision.aws import error_code, unless_missing
 from provision.bucket import _normal
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
@@ -79,12 +79,9 @@ class Document(Resource):
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
         ssm, name = ctx.clients.ssm, self.label(ctx)
-        try:
-            doc = ssm.describe_document(Name=name)["Document"]
-        except Exception as exc:
-            if error_code(exc) == "InvalidDocument":
-                return None
-            raise
+        doc = unless_missing(lambda: ssm.describe_document(Name=name)["Document"], "InvalidDocument", None)
+        if doc is None:
+            return None
         default, latest = str(doc["DefaultVersion"]), str(doc["LatestVersion"])
         found = tags.from_aws(ssm.list_tags_for_resource(ResourceType="Document", ResourceId=name).get("TagList"))
         return {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from provision import lambda_package, tags
-from provision.aws import error_code, retry_on
+from provision.aws import error_code, retry_on, unless_missing
 from provision.config import DEFAULT_CONFIG, Config, bucket_name
 from provision.config import load as load_config
 from provision.documents import document_name
@@ -85,12 +85,10 @@ class Function(Resource):
         return function_name(ctx.stack, self.kind)
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
-        try:
-            fn = ctx.clients.lambda_.get_function(FunctionName=self.label(ctx))
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
+        fn = unless_missing(lambda: ctx.clients.lambda_.get_function(FunctionName=self.label(ctx)),
+                            "ResourceNotFoundException", None)
+        if fn is None:
+            return None
         c = fn["Configuration"]
         return {
             "arn": c["FunctionArn"],
@@ -107,12 +105,8 @@ class Function(Resource):
 
     def _retries(self, ctx: Context) -> int:
         """MaximumRetryAttempts for asynchronous invocations (2 when never set: Lambda's default)."""
-        try:
-            conf = ctx.clients.lambda_.get_function_event_invoke_config(FunctionName=self.label(ctx))
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return 2
-            raise
+        conf = unless_missing(lambda: ctx.clients.lambda_.get_function_event_invoke_config(
+            FunctionName=self.label(ctx)), "ResourceNotFoundException", {})
         return int(conf.get("MaximumRetryAttempts", 2))
 
     def _put_retries(self, ctx: Context) -> None:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import error_code, paginate, unless_missing
 from provision.config import WEEKDAYS, Config
 from provision.cron import utc_schedule
 from provision.engine import Context, Diff, Resource
@@ -51,12 +51,9 @@ class Rule(Resource):
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
         ev, name = ctx.clients.events_client, self.label(ctx)
-        try:
-            rule = ev.describe_rule(Name=name)
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
+        rule = unless_missing(lambda: ev.describe_rule(Name=name), "ResourceNotFoundException", None)
+        if rule is None:
+            return None
         targets = sorted(
             f"{t['Id']}={t['Arn']}" for t in paginate(ev, "list_targets_by_rule", "Targets", Rule=name)
         )
@@ -72,14 +69,11 @@ class Rule(Resource):
 
     def _permission(self, ctx: Context) -> str | None:
         """The SourceArn of our invoke permission on the function, if any."""
-        try:
-            policy = json.loads(
-                ctx.clients.lambda_.get_policy(FunctionName=function_name(ctx.stack, self.kind))["Policy"]
-            )
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
+        text = unless_missing(lambda: ctx.clients.lambda_.get_policy(
+            FunctionName=function_name(ctx.stack, self.kind))["Policy"], "ResourceNotFoundException", None)
+        if text is None:
+            return None
+        policy = json.loads(text)
         for st in policy.get("Statement", []):
             if st.get("Sid") == self._statement_id(ctx):
                 cond = st.get("Condition", {}).get("ArnLike", {})

@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import paginate, unless_missing
 from provision.config import Config
 from provision.engine import UNKNOWN, Context, Diff, Plan, Resource
 from provision.iam import Role, has_unknown
@@ -118,12 +118,9 @@ class SessionSchedules(Resource):
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
         sch, group = ctx.clients.client("scheduler"), self.label(ctx)
-        try:
-            arn = sch.get_schedule_group(Name=group)["Arn"]
-        except Exception as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise
+        arn = unless_missing(lambda: sch.get_schedule_group(Name=group)["Arn"], "ResourceNotFoundException", None)
+        if arn is None:
+            return None
         schedules = {}
         for item in paginate(sch, "list_schedules", "Schedules", GroupName=group):
             full = sch.get_schedule(Name=item["Name"], GroupName=group)
