@@ -20,11 +20,13 @@ makes it: ssh refuses to start when it is missing.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ansible_mitogen.loaders
 import ansible_mitogen.strategy
 import ansible_mitogen.transport_config
+from ansible.errors import AnsibleError
 from ansible.plugins.connection.ssh import Connection as AnsibleSSH
 from ansible.utils.path import makedirs_safe, unfrackpath
 
@@ -36,16 +38,21 @@ _Spec._mitogen_ssh_args = _mitogen_ssh_args
 
 
 def ssh_args_with_control_path(spec: Any) -> list[str]:
-    """Mitogen's SSH arguments, plus the ControlPath Ansible's SSH plugin would add to them."""
+    """Mitogen's SSH arguments, plus the ControlPath Ansible's SSH plugin would add to them (not for a
+    host reached through ``mitogen_via``: that ssh runs on the hop, where this directory is not)."""
     args: list[str] = list(_mitogen_ssh_args(spec))
     lowered = [a.lower() for a in args]
-    if not any("controlpersist" in a for a in lowered) or any("controlpath" in a for a in lowered):
+    if (not any("controlpersist" in a for a in lowered) or any("controlpath" in a for a in lowered)
+            or spec.mitogen_via()):
         return args
     directory = unfrackpath(spec._connection_option("control_path_dir"))
     makedirs_safe(directory, 0o700)
+    if not os.access(directory, os.W_OK):
+        raise AnsibleError(f"Cannot write to ControlPath {directory}")  # Ansible's SSH plugin's own words
     path = spec._connection_option("control_path") or AnsibleSSH._create_control_path(
         spec.remote_addr(), spec.port(), spec.remote_user())
-    return [*args, "-o", "ControlPath=" + path % {"directory": directory}]
+    # Quoted as Ansible quotes it: ssh splits an -o value at white space.
+    return [*args, "-o", 'ControlPath="%s"' % (path % {"directory": directory})]
 
 
 _Spec.ssh_args = ssh_args_with_control_path

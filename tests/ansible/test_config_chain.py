@@ -1,4 +1,4 @@
-"""Every link from a stack.yml key to the host agrees, so a key added at one end cannot be left behind.
+"""Every link from a stack.yml key to the host agrees, so a host key added at one end cannot be left behind.
 
 A key that reaches the host passes through, in order: the config schema
 (provision/config.py) and its export (``python -m provision config --json``);
@@ -29,7 +29,7 @@ from provision.rules import TOKEN_CHECKS
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("python39", "workspace_sync", "trader_cron")
 GROUP_VARS = ROOT / "playbooks" / "group_vars" / "all" / "simpletrader.yml"
-MAPPED = re.compile(r"^\{\{ simpletrader_config\.([a-z_.]+) \}\}$")
+MAPPED = re.compile(r"^\{\{ simpletrader_config\.([a-z0-9_.]+) \}\}$")
 
 
 def _yaml(path: Path) -> Any:
@@ -45,12 +45,15 @@ def role_defaults(role: str) -> dict[str, Any]:
 
 
 def mapped() -> dict[str, str]:
-    """Role variable -> the exported config path group_vars maps it from."""
+    """Role variable -> the exported config path group_vars maps it from (a mapping of another shape,
+    with a filter or a default, is refused: it would derive or default what the export already holds)."""
     found = {}
     for name, value in _yaml(GROUP_VARS).items():
+        if name == "simpletrader_config" or "simpletrader_config." not in str(value):
+            continue
         match = MAPPED.match(str(value).strip())
-        if match and name != "simpletrader_config":
-            found[name] = match.group(1)
+        assert match, f"group_vars {name}: {value!r} is not a plain {{{{ simpletrader_config.<key> }}}}"
+        found[name] = match.group(1)
     return found
 
 
@@ -93,6 +96,12 @@ def test_every_group_vars_mapping_reaches_an_exported_key_and_a_role_variable() 
             lookup(data, path)
         except KeyError:
             pytest.fail(f"group_vars maps {name} from simpletrader_config.{path}, which the export lacks")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_variable_a_role_requires_is_mapped(role: str) -> None:
+    required = sorted(n for n, o in spec_options(role).items() if o.get("required"))
+    assert [n for n in required if n not in mapped()] == []
 
 
 def test_every_host_and_eod_key_reaches_a_role() -> None:
