@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -103,6 +104,7 @@ def test_loading_the_strategy_twice_adds_one_control_path(tmp_path: Path) -> Non
     assert shim()._mitogen_ssh_args(spec) == ["-o", "ControlPersist=60s"]
 
 
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs an ssh client (apt-get install openssh-client)")
 def test_ssh_reads_the_control_path_whole_with_a_space_in_it(tmp_path: Path) -> None:
     """What ssh itself makes of the arguments (``ssh -G`` prints its resolved configuration)."""
     directory = tmp_path / "Jane Doe" / ".ansible" / "cp"
