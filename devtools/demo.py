@@ -22,7 +22,7 @@ from pathlib import Path
 
 import boto3
 
-from devtools import migrationdays
+from devtools import migrationdays, refusaldays
 from devtools.tradingday import Day, DayFailed
 
 
@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         day.bring_up()
         facts = day.trading_day()
         if not args.only_day:
-            day.holiday()
-            day.stale_token()
-            day.bad_publish()
+            refusaldays.holiday(day)
+            refusaldays.stale_token(day)
+            refusaldays.bad_publish(day)
             migrationdays.token_check_off(day)
             migrationdays.special_session(day)
         print("\nNotifications of the normal day:")

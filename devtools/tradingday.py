@@ -753,52 +753,6 @@ class Day:
             st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
         return result
 
-    def holiday(self, day: date = date(2026, 1, 26)) -> dict[str, Any]:
-        """A scheduled start on an exchange holiday: no start, one notification."""
-        assert self.stack is not None
-        start_mod, _ = load_handlers(self.stack.code_dir)
-        before = self.instance_state()
-        with self.report.step(f"holiday {day}: start Lambda skips", look=str(self.log("lambda"))) as st:
-            event = scheduled_event(datetime.combine(day, datetime.min.time(), IST).replace(hour=8, minute=45))
-            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
-            if error or not str(result.get("outcome", "")).startswith("skipped"):
-                raise DayFailed(f"expected a skip, got {result.get('outcome')} {error}")
-            st.detail = f"{result['outcome']}; instance stays {self.instance_state()}"
-        return {"result": result, "before": before, "after": self.instance_state(),
-                "notifications": notifications(self.stack.queue_url)}
-
-    def stale_token(self) -> dict[str, Any]:
-        """The next morning, nobody published a new token: the start warns, the trading job refuses.
-
-        The Lambda runs with a clock set to the next trading morning (the token
-        object in the bucket was written today, so it is stale then). The host's
-        clock cannot be moved, so the host's token file is given yesterday's
-        time, which is what it would have on a morning without a publish.
-        """
-        assert self.stack is not None and self.host is not None
-        start_mod, _ = load_handlers(self.stack.code_dir)
-        calendar = json.loads((self.stack.code_dir / "calendar.json").read_text())
-        after = self.last_day or datetime.now(IST).date()
-        tomorrow = trading_date(after + timedelta(days=1), calendar)
-        morning = datetime.combine(tomorrow, datetime.min.time(), IST).replace(hour=8, minute=45)
-        self.agent_for()
-        facts: dict[str, Any] = {}
-        with self.report.step(f"stale token: start Lambda on {tomorrow} warns", look=str(self.log("lambda"))) as st:
-            result, _ = self.start_at(start_mod, morning, "stale token")
-            facts["start"] = result
-            if not any("token" in w for w in result.get("warnings", [])):
-                raise DayFailed(f"no token warning: {result.get('warnings')}")
-            st.detail = result["warnings"][0][:120]
-        with self.report.step("stale token: the trading job refuses to start", look=HOST_JOB_LOGS) as st:
-            self.age_token()
-            out = run_cron_job(self.host, crontab_jobs(self.host), "trading", self.log("cron"))
-            facts["trading_exit"] = out.returncode
-            if out.returncode != 3:  # the guard's "stale token" exit
-                raise DayFailed(f"the trading job should refuse a stale token with exit 3, got {out.returncode}")
-            st.detail = f"refused (exit {out.returncode})"
-        facts["notifications"] = notifications(self.stack.queue_url)
-        return facts
-
     def start_at(self, start_mod: Any, morning: datetime, label: str) -> tuple[dict[str, Any], list[str]]:
         """The start function at its scheduled `morning`, its clock moved there too (the token in the bucket
         was published today, so on a later morning nobody published one that day). Returns its result and
@@ -839,43 +793,6 @@ class Day:
         """A cron job's log of `day` on the host (the trading user's)."""
         assert self.host is not None
         return self.host.sh(f"cat /var/lib/simpletrader/logs/{job}-{day.isoformat()}.log", check=False).stdout
-
-    def bad_publish(self) -> dict[str, Any]:
-        """A manifest whose code hash is wrong: the host keeps the last good workspace, start fails."""
-        assert self.stack is not None and self.host is not None
-        start_mod, _ = load_handlers(self.stack.code_dir)
-        self.agent_for()
-        bucket = self.stack.functions["start"]["ST_BUCKET"]
-        s3 = boto3.client("s3")
-        workdir = self.workdir_on_host()
-        show = f"readlink -f {workdir}; sudo cat /var/lib/simpletrader/ready.json"
-        before = self.host.sh(show).stdout
-        facts: dict[str, Any] = {"workspace_before": before}
-        with self.report.step("bad publish: manifest hash mismatch, start reports failure",
-                              look=str(self.log("ssm-agent"))) as st:
-            manifest = json.loads(s3.get_object(Bucket=bucket, Key="deploy/manifest.json")["Body"].read())
-            facts["manifest"] = manifest
-            for obj in manifest["objects"]:
-                if obj["role"] == "code":
-                    obj["sha256"] = "0" * 64
-            manifest["release"] = manifest["release"] + "-tampered"
-            s3.put_object(Bucket=bucket, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
-            event = {"force": True}
-            result, error = invoke(start_mod, event, self.stack, "start", self.log("lambda"))
-            facts["start"], facts["error"] = result, error
-            if not error:
-                raise DayFailed("start succeeded on a tampered manifest")
-            st.detail = f"start failed as it should: {error[:100]}"
-        with self.report.step("bad publish: the host kept the last good workspace") as st:
-            after = self.host.sh(show).stdout
-            facts["workspace_after"] = after
-            if after != before:
-                raise DayFailed(f"workspace changed:\n{before}\n->\n{after}")
-            st.detail = after.splitlines()[0]
-        # a good publish again, for whatever runs next
-        self.provision("publish", "--wheelhouse", str(self.wheelhouse()))
-        facts["notifications"] = notifications(self.stack.queue_url)
-        return facts
 
     def tear_down(self) -> None:
         if self.agent is not None:

@@ -4,8 +4,9 @@ The emulator is AWS, a Debian 11 test host is the EC2 instance; provision,
 the playbooks, the host routines and the Lambda handlers run unmodified.
 The tests run in file order on one stack, as the days follow each other:
 the normal day (the original program's layout: stack.yml's defaults), a
-holiday, a stale token, a bad publish, a day with token_check off and no
-token published, and a special evening session (devtools/migrationdays.py).
+holiday, a stale token, a bad publish (devtools/refusaldays.py), a day with
+token_check off and no token published, and a special evening session
+(devtools/migrationdays.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import boto3
 import pytest
 import yaml
 
-from devtools import migrationdays
+from devtools import migrationdays, refusaldays
 from devtools.tradingday import Day
 
 pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("trading-day")]  # one stack, in order
@@ -111,7 +112,7 @@ def test_normal_day_notifications(day: Day, normal: dict[str, Any]) -> None:
 
 
 def test_holiday_no_start_one_notification(day: Day, normal: dict[str, Any]) -> None:
-    facts = day.holiday()
+    facts = refusaldays.holiday(day)
     assert facts["result"]["outcome"].startswith("skipped")
     assert facts["before"] == facts["after"] == "stopped"
     assert len(facts["notifications"]) == 1
@@ -119,14 +120,14 @@ def test_holiday_no_start_one_notification(day: Day, normal: dict[str, Any]) -> 
 
 
 def test_stale_token_warns_and_trading_job_refuses(day: Day, normal: dict[str, Any]) -> None:
-    facts = day.stale_token()
+    facts = refusaldays.stale_token(day)
     assert any("token" in w for w in facts["start"]["warnings"])
     assert facts["trading_exit"] == 3  # the guard's "stale token" exit, not any other refusal
     assert any("token" in n["message"].lower() for n in facts["notifications"])
 
 
 def test_bad_publish_keeps_workspace_and_fails_start(day: Day, normal: dict[str, Any]) -> None:
-    facts = day.bad_publish()
+    facts = refusaldays.bad_publish(day)
     assert facts["error"]
     assert facts["workspace_after"] == facts["workspace_before"]
     assert any("fail" in n["subject"].lower() for n in facts["notifications"])
