@@ -591,7 +591,7 @@ def _print_result(o: _Out, result: dict[str, Any]) -> None:
 def cmd_config(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
     from provision.export import export
 
-    data = export(ctx.cfg, builder=ctx.options.get("calendar_builder"))
+    data = export(ctx.cfg)
     if args.json:
         o.line(json.dumps(data, indent=1, sort_keys=True))
         return 0

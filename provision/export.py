@@ -63,7 +63,7 @@ def _plain(value: Any) -> Any:
     return str(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
 
 
-def export(cfg: Config, builder: Any = None, today: dt.date | None = None) -> dict[str, Any]:
+def export(cfg: Config, today: dt.date | None = None) -> dict[str, Any]:
     """The whole checked config as plain data, plus ``derived``."""
     from provision.schedule import rule_weekdays
 

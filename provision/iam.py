@@ -342,4 +342,3 @@ class SchedulerRole(Role):
 
     def policy(self, ctx: Context) -> dict[str, Any]:
         return scheduler_policy(ctx)
-

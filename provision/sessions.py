@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from provision import tags
+from provision import export, tags
 from provision.aws import paginate, unless_missing
 from provision.config import Config
 from provision.engine import UNKNOWN, Context, Diff, Plan, Resource
@@ -76,9 +76,9 @@ def group_name(stack: str) -> str:
 
 
 def digest(cfg: Config) -> str | None:
-    """16 hex of a sha256 over every special session (date, name, hours, job times); None without any."""
-    items = sorted(json.dumps({"date": s.date, "name": s.name, "start": s.start, "stop": s.stop, "jobs": s.jobs},
-                              sort_keys=True) for s in cfg.calendar.special_sessions)
+    """16 hex of a sha256 over what the host gets of the special sessions (``export.session_jobs``: date,
+    name, hours with the schedule's filled in, each job's time that day); None without any."""
+    items = sorted(json.dumps(s, sort_keys=True) for s in export.session_jobs(cfg))
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16] if items else None
 
 
@@ -105,7 +105,6 @@ class SessionsRole(Role):
         return {"Version": "2012-10-17", "Statement": [
             {"Sid": "InvokeTheStackFunctions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
              "Resource": arns}]}
-
 
 
 class SessionSchedules(Resource):

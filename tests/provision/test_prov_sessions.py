@@ -108,6 +108,11 @@ def test_plan_and_up_say_when_the_host_needs_its_cron_for_changed_sessions(run: 
     run.config.write_text(yaml.safe_dump(raw))
     other = run("up", "--yes")
     assert other.code == 0 and HINT not in other.out
+    # The schedule's hours, which a session without its own takes: the host's session list changes with them.
+    raw = yaml.safe_load(run.config.read_text())
+    raw["schedule"]["stop"] = "15:30"
+    run.config.write_text(yaml.safe_dump(raw))
+    assert HINT in run("up", "--yes").out
     # Removed sessions too: the host would still run the dated entries.
     with_sessions(run, [])
     plan = run("plan")
