@@ -226,7 +226,7 @@ class Check:
         """Remove everything the check made, then look: nothing of it may be left (CheckFailed names what is)."""
         try:
             before: list[str] | None = self.left()
-        except DayFailed:  # e.g. credentials that expired mid-run: remove what can be removed all the same
+        except (DayFailed, ClientError, BotoCoreError):  # e.g. expired credentials: remove what can be removed
             before = None
         with self.step("provision down --yes --delete-bucket --force --release-ip; the functions' log groups"):
             try:

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import error_code, paginate, unless_missing
 from provision.bucket import _normal
 from provision.config import bucket_name
 from provision.documents import document_arn
@@ -208,12 +208,9 @@ class Role(Resource):
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
         iam, name = ctx.clients.iam, self.name(ctx)
-        try:
-            role = iam.get_role(RoleName=name)["Role"]
-        except Exception as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return None
-            raise
+        role = unless_missing(lambda: iam.get_role(RoleName=name)["Role"], "NoSuchEntity", None)
+        if role is None:
+            return None
         inline = {}
         for pname in paginate(iam, "list_role_policies", "PolicyNames", RoleName=name):
             inline[pname] = _doc(iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"])

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from provision import tags
-from provision.aws import error_code, paginate
+from provision.aws import error_code, paginate, unless_missing
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
 
@@ -74,12 +74,8 @@ def _same_key(a: str, b: str) -> bool:
 
 
 def find_key_pair(ec2: Any, stack: str) -> dict[str, Any] | None:
-    try:
-        pairs = ec2.describe_key_pairs(KeyNames=[key_name(stack)], IncludePublicKey=True)["KeyPairs"]
-    except Exception as exc:
-        if error_code(exc) == "InvalidKeyPair.NotFound":
-            return None
-        raise
+    pairs = unless_missing(lambda: ec2.describe_key_pairs(KeyNames=[key_name(stack)], IncludePublicKey=True)[
+        "KeyPairs"], "InvalidKeyPair.NotFound", [])
     return pairs[0] if pairs else None
 
 
@@ -213,12 +209,9 @@ class KeyPair(Resource):
 
     @staticmethod
     def _pending_key(ssm: Any, name: str) -> str | None:
-        try:
-            return str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
-        except Exception as exc:
-            if error_code(exc) == "ParameterNotFound":
-                return None
-            raise
+        value = unless_missing(lambda: ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"],
+                               "ParameterNotFound", None)
+        return None if value is None else str(value)
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
         if live["key_pair"]:
