@@ -229,6 +229,8 @@ def test_dated_entries_only_where_the_weekly_entries_do_not_run_the_job() -> Non
 
 def test_weekly_entries_have_the_shape_of_the_dated_ones() -> None:
     own = [JOBS[0], dict(JOBS[1], weekday="1")]
+    # A weekday of 0 (Sunday) is a weekday, not "none given".
+    assert sessions_filter.weekly_entries([dict(JOBS[1], weekday=0)], "1-5")[0]["weekday"] == "0"
     weekly = sessions_filter.weekly_entries(own, "1,2,3,4,5")
     assert [(e["name"], e["job"], e["minute"], e["hour"], e["day"], e["month"], e["weekday"], e["date"])
             for e in weekly] == [

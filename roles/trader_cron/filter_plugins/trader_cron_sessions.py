@@ -66,13 +66,19 @@ def session_entries(sessions: list[dict[str, Any]], jobs: list[dict[str, Any]], 
             if job is None:
                 raise AnsibleFilterError(f"special session {session['date']} names job {name!r}, which is not in "
                                          "trader_cron_jobs")
-            if at == job["time"] and weekday_fires(job.get("weekday") or weekday, day):
+            if at == job["time"] and weekday_fires(job_weekday(job, weekday), day):
                 continue  # the weekly entry runs it then
             hour, minute = (int(x) for x in at.split(":"))
             entries.append({"name": f"{name}@{day.isoformat()}", "job": name, "script": job["script"],
                             "date": day.isoformat(), "time": at, "minute": str(minute), "hour": str(hour),
                             "day": str(day.day), "month": str(day.month), "weekday": "*"})
     return entries
+
+
+def job_weekday(job: dict[str, Any], weekday: str) -> str:
+    """A job's own day-of-week field (0, Sunday, included), else the schedule's."""
+    own = job.get("weekday")
+    return weekday if own is None or own == "" else str(own)
 
 
 def weekly_entries(jobs: list[dict[str, Any]], weekday: str) -> list[dict[str, Any]]:
@@ -82,7 +88,7 @@ def weekly_entries(jobs: list[dict[str, Any]], weekday: str) -> list[dict[str, A
         hour, minute = (int(x) for x in str(job["time"]).split(":"))
         entries.append({"name": job["name"], "job": job["name"], "script": job["script"], "date": "",
                         "time": job["time"], "minute": str(minute), "hour": str(hour), "day": "*", "month": "*",
-                        "weekday": str(job.get("weekday") or weekday)})
+                        "weekday": job_weekday(job, weekday)})
     return entries
 
 
