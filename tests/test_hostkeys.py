@@ -223,8 +223,7 @@ def test_first_contact_accepts_a_new_key_into_the_runs_file_only(recording_ssh: 
     assert "BatchMode=yes" in argv
 
 
-def test_ansible_under_mitogen_checks_the_host_against_the_runs_known_hosts(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ansible_under_mitogen_checks_the_host_against_the_runs_known_hosts(tmp_path: Path) -> None:
     """The ssh command Ansible (the project's ansible.cfg, Mitogen's strategy) runs for the host, resolved by ssh."""
     world = AwsWorld(tmp_path, "-check-0a1b2c", "ap-south-1")
     world.known_hosts.write_text(f"{IP} {ED25519}\n")

@@ -75,7 +75,8 @@ def variables(arch: str) -> dict[str, Any]:
         "role_path": str(ROOT / "roles" / "workspace_sync"), "playbook_dir": str(ROOT / "playbooks"),
         "ansible_playbook_python": "/usr/bin/python3", "ansible_check_mode": False,
         # What the python39 role's first tasks set from this data (tasks/main.yml).
-        "_python39_method": "package", "python39_interpreter": "/usr/bin/python3.9",
+        "_python39_method": "package",
+        "python39_interpreter": trust_as_template("{{ _python39_package_interpreter }}"),
         # What the trader_cron role's cron task sets for each entry (tasks/jobs.yml, vars).
         "_trader_cron_job": "trading", "_trader_cron_script": "src/setup/setup.py", "_trader_cron_session": "",
         "inventory_hostname": "localhost",

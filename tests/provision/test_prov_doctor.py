@@ -63,6 +63,10 @@ def test_doctor_all_in_place(run: Runner, tools: Path, tmp_path: Path) -> None:
     assert lines[-1] == "Everything needed to operate the stack from here is in place."
 
 
+def failed_lines(out: str) -> dict[str, str]:
+    return {ln.split()[1]: ln for ln in out.splitlines() if ln.strip().startswith("FAIL")}
+
+
 def test_doctor_says_how_to_fix_each_missing_prerequisite(run: Runner, tools: Path, tmp_path: Path) -> None:
     assert run("up", "--yes").code == 0
     key(tmp_path, 0o644)
@@ -70,7 +74,7 @@ def test_doctor_says_how_to_fix_each_missing_prerequisite(run: Runner, tools: Pa
         InstanceIds=[boto3.client("ec2").describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]])
     result = run("doctor")
     assert result.code == 1
-    failed = {ln.split()[1]: ln for ln in result.out.splitlines() if ln.strip().startswith("FAIL")}
+    failed = failed_lines(result.out)
     assert "install-plugin" in failed["session"] and "or set network.access: ssh" in failed["session"]
     assert "chmod 400" in failed["key"]
     assert any(ln.strip().startswith("note") and "is stopped" in ln and "provision start --wait-ready" in ln
@@ -105,12 +109,7 @@ def test_doctor_in_ssh_mode_checks_this_machines_address(run: Runner, tools: Pat
     assert [op for _, _, op in run.last_recorder.calls].count("DescribeInstances") == 1
 
 
-def failed_lines(out: str) -> dict[str, str]:
-    return {ln.split()[1]: ln for ln in out.splitlines() if ln.strip().startswith("FAIL")}
-
-
-def test_doctor_refuses_a_python_older_than_3_11(run: Runner, tools: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_refuses_a_python_older_than_3_11(run: Runner, tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_plugin(tools)
     monkeypatch.setattr(sys, "version_info", (3, 10, 12, "final", 0))
     result = run("doctor")
