@@ -389,15 +389,15 @@ class HostBench:
         """One cron time changed, applied with `site.yml --tags cron`; then changed back the same way."""
         self._cron_time("08:55", "08:57")
         try:
-            run = self._playbook("site.yml --tags cron after one cron time changed, project ansible.cfg",
-                                 False, "--tags", "cron")
+            result = self._playbook("site.yml --tags cron after one cron time changed, project ansible.cfg",
+                                    False, "--tags", "cron")
             assert self.day.host is not None
             if "57 8 " not in self.day.host.sh("crontab -l").stdout:
                 raise RuntimeError("the changed cron time did not reach the host's crontab")
         finally:
             self._cron_time("08:57", "08:55")
             self._playbook("site.yml --tags cron, the time changed back", False, "--tags", "cron")
-        return run
+        return result
 
     def ansible_bench(self, section: Section, first_project: dict[str, Any], repeats: int = 2) -> None:
         """First run on a fresh host and no-change runs (best of ``repeats``), project cfg vs defaults;
