@@ -20,16 +20,21 @@ def tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def control_path_dir() -> Path:
+    """A directory of SSH's shared connections for one call, removed at exit: short (a socket path has about
+    100 bytes), and its own, since test hosts reuse addresses and a master connection kept for a host that
+    is gone must not serve the next one."""
+    control_dir = Path(tempfile.mkdtemp(prefix="st-cp-"))
+    atexit.register(shutil.rmtree, control_dir, True)
+    return control_dir
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["PY_COLORS"] = "0"
-    # SSH's shared connections of its own: test hosts reuse addresses, and a master
-    # connection kept for a host that is gone must not serve the next one.
-    control_dir = tempfile.mkdtemp(prefix="st-cp-")
-    atexit.register(shutil.rmtree, control_dir, True)
-    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = control_dir
+    env["ANSIBLE_SSH_CONTROL_PATH_DIR"] = str(control_path_dir())
     env.update(extra)
     return env
 

@@ -10,14 +10,11 @@ together (paths, lock, ready marker, interpreter).
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ import yaml
 
 from devtools import localaws
 from provision.publish import build_wheelhouse, publish
-from tests.ansible.helpers_ansible import ROOT, WHEEL_CACHE, tool, tool_env, tool_wheelhouse
+from tests.ansible.helpers_ansible import ROOT, WHEEL_CACHE, control_path_dir, tool, tool_env, tool_wheelhouse
 
 pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("site-host")]  # one host
 
@@ -107,8 +104,7 @@ def test_site_then_sync_then_the_cron_job(host: dict[str, Any], inventory: Path,
 
     # A no-change run uses Mitogen only (the long steps on Ansible's SSH plugin are skipped): the
     # SSH master it leaves in Ansible's control directory, made by the run, is Mitogen's.
-    control_dir = Path(tempfile.mkdtemp(prefix="st-cp-")) / "new"  # short: a socket path has ~100 bytes
-    atexit.register(shutil.rmtree, control_dir.parent, True)
+    control_dir = control_path_dir() / "new"
     second = playbook(inventory, "site.yml", "-e", f"workspace_sync_endpoint_url={endpoint}",
                       ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir))
     assert second.returncode == 0, second.stdout[-5000:]

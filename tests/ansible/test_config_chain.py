@@ -25,8 +25,8 @@ from simpletrader_workspace import config as routine_config
 
 from provision import config, export
 from provision.rules import TOKEN_CHECKS
+from tests.ansible.helpers_ansible import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 ROLES = ("python39", "workspace_sync", "trader_cron")
 GROUP_VARS = ROOT / "playbooks" / "group_vars" / "all" / "simpletrader.yml"
 MAPPED = re.compile(r"^\{\{ simpletrader_config\.([a-z0-9_.]+) \}\}$")
