@@ -1,4 +1,5 @@
-"""moto_server, with one correction to how it evaluates policy conditions, and one SSM read it lacks.
+"""moto_server, with one correction to how it evaluates policy conditions, one SSM read it lacks, and its AWS
+managed policies read once instead of at every reset.
 
 moto 5.2 ignores condition operators it does not implement (everything but
 StringEquals), so a statement such as the bucket's TLS-only guard
@@ -17,16 +18,29 @@ registered). Here every running EC2 instance is reported Online, as an agent
 that registers the moment its host runs: in the local world the agent is
 played (docs/TESTING.md), and ``provision start --wait-ready`` asks this.
 
+With ``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` moto builds every AWS managed
+policy (about 1,300) whenever it makes an IAM backend: at each reset, that is
+before each test, where it parsed its 4 MB of policy JSON anew (about 1 s of
+CPU each time, a quarter of the suite's). Here that JSON is parsed once per
+server and each policy's document serialised once; every reset still gets
+new policy objects (fresh ids, no attachments), built as moto's own
+``AWSManagedPolicy.from_data`` builds them.
+
 Run as ``python -m devtools.moto_server -H HOST -p PORT`` (moto_server's options).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from datetime import datetime
 from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ec2 import ec2_backends
 from moto.iam import access_control
+from moto.iam import models as iam_models
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 _original = access_control.IAMPolicyStatement.is_action_permitted
@@ -62,6 +76,27 @@ def describe_instance_information(self: Any) -> ActionResult:
 
 
 SimpleSystemManagerResponse.describe_instance_information = describe_instance_information  # type: ignore[attr-defined]
+
+@functools.cache
+def _aws_policy_data() -> tuple[tuple[str, dict[str, Any], str, datetime, datetime], ...]:
+    """Each AWS managed policy's name, data, document (as JSON) and dates, parsed once."""
+    return tuple((name, data, json.dumps(data.get("Document")), datetime.fromisoformat(data["CreateDate"]),
+                  datetime.fromisoformat(data["UpdateDate"]))
+                 for name, data in json.loads(aws_managed_policies_data).items())
+
+
+def init_aws_policies(self: Any) -> list[Any]:
+    """moto's ``IAMBackend._init_aws_policies`` (new objects per backend), from the data parsed once."""
+    if not iam_models.load_iam_aws_managed_policies():
+        return []
+    policy: Any = iam_models.AWSManagedPolicy  # typed abstract (CloudFormation hooks), instantiated by moto too
+    return [policy(name, account_id=self.account_id, region=self.region_name,
+                   default_version_id=data.get("DefaultVersionId"), path=data.get("Path"),
+                   document=document, create_date=created, update_date=updated)
+            for name, data, document, created, updated in _aws_policy_data()]
+
+
+iam_models.IAMBackend._init_aws_policies = init_aws_policies  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     from moto.server import main

@@ -38,6 +38,37 @@ def test_iam_managed_policies_are_loaded(moto: localaws.MotoServer) -> None:
     assert iam.get_policy(PolicyArn=arn)["Policy"]["PolicyName"] == "AmazonSSMManagedInstanceCore"
 
 
+def test_managed_policies_parsed_once_are_moto_s_own_and_new_after_each_reset(moto: localaws.MotoServer) -> None:
+    """devtools/moto_server.py parses moto's managed-policy data once per server: every policy is still
+    there with moto's own document, version and dates, and a reset still forgets what was attached."""
+    import json
+    import urllib.parse
+
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    data = json.loads(aws_managed_policies_data)
+    iam = boto3.client("iam")
+    listed = [p for page in iam.get_paginator("list_policies").paginate(Scope="AWS") for p in page["Policies"]]
+    assert len(listed) == len(data)
+    arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    mine = data["AmazonSSMManagedInstanceCore"]
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    assert policy["DefaultVersionId"] == mine["DefaultVersionId"] and policy["Path"] == mine["Path"]
+    assert policy["UpdateDate"].isoformat() == mine["UpdateDate"].replace("Z", "+00:00")
+    version = iam.get_policy_version(PolicyArn=arn, VersionId=mine["DefaultVersionId"])["PolicyVersion"]
+    document = version["Document"]
+    assert (json.loads(urllib.parse.unquote(document)) if isinstance(document, str) else document) == mine["Document"]
+
+    iam.create_role(RoleName="st-attach", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName="st-attach", PolicyArn=arn)
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["AttachmentCount"] == 1
+    first_id = iam.get_policy(PolicyArn=arn)["Policy"]["PolicyId"]
+    moto.reset()
+    again = iam.get_policy(PolicyArn=arn)["Policy"]
+    assert again["AttachmentCount"] == 0 and again["PolicyId"] != first_id
+
+
 def test_tls_only_bucket_policy_does_not_deny_everything(moto: localaws.MotoServer) -> None:
     """moto alone denies every request under a Deny conditioned on aws:SecureTransport;
     AWS (and our corrected emulator) apply it only to plain-HTTP requests."""
