@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 APT_PACKAGES := debootstrap systemd-container apt-cacher-ng iproute2 openssh-client rsync make
 APT_STAMP := /var/lib/simpletrader/.apt-$(shell echo $(APT_PACKAGES) | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint unit setup host-packages bench clean aws-check
+.PHONY: demo test lint lint-python unit setup host-packages bench clean aws-check
 
 demo: setup
 	$(BIN)/python -m devtools.demo
@@ -25,7 +25,9 @@ demo: setup
 # stack are kept on one worker (xdist_group marks).
 TEST_WORKERS ?= 4
 
-test: setup lint
+# yamllint and ansible-lint run inside the suite (tests/ansible/test_ansible_lint.py, the same
+# commands as `make lint`): run here as well, they would add their 12 s again before pytest starts.
+test: setup lint-python
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Only the tests that need neither root nor a test host (fast feedback).
@@ -35,10 +37,12 @@ unit: setup
 # The host routine (roles/workspace_sync/files/simpletrader_workspace) runs on Python 3.9; this
 # mypy checks no older target than 3.10, so 3.9 itself is held by ruff's py39 target and by
 # tests/workspace_sync (3.9 syntax, and a whole day under a real 3.9).
-lint: setup
+lint-python: setup
 	$(BIN)/ruff check . roles/workspace_sync/files/simpletrader_workspace
 	$(BIN)/mypy provision lambda devtools bench
 	$(BIN)/mypy --strict --python-version 3.10 roles/workspace_sync/files/simpletrader_workspace
+
+lint: lint-python
 	$(BIN)/yamllint -s .
 	# Its syntax checks ask no AWS: an inventory without hosts instead of the stack's EC2 one.
 	cd $(CURDIR) && ANSIBLE_INVENTORY=tests/ansible/lint-inventory.yml $(BIN)/ansible-lint --profile production roles playbooks site.yml

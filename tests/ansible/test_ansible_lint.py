@@ -19,10 +19,26 @@ def test_ansible_lint_production_profile() -> None:
 
 
 def test_yamllint_strict() -> None:
-    paths = ["roles", "playbooks", "inventory", ".yamllint", ".ansible-lint"]
-    proc = subprocess.run([tool("yamllint"), "-s", "-f", "parsable", *paths],
+    # The whole tree, as `make lint` runs it (.yamllint ignores the virtualenvs and generated state).
+    proc = subprocess.run([tool("yamllint"), "-s", "-f", "parsable", "."],
                           cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_make_test_leaves_these_linters_to_the_suite_and_make_lint_runs_the_same_commands() -> None:
+    """`make test` does not run yamllint and ansible-lint before pytest (the tests above do); `make lint`
+    still runs both, with the arguments the tests use."""
+    def recipe(target: str) -> str:
+        proc = subprocess.run(["make", "-n", "-s", target, "VENV=.venv"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, env={**tool_env(), "MAKEFLAGS": ""})
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    lint, test = recipe("lint"), recipe("test")
+    assert "yamllint -s ." in lint and "ansible-lint --profile production roles playbooks site.yml" in lint
+    assert "ANSIBLE_INVENTORY=tests/ansible/lint-inventory.yml" in lint
+    assert "yamllint" not in test and "ansible-lint" not in test
+    assert "ruff check" in test and "mypy" in test and "pytest" in test
 
 
 def test_playbooks_pass_the_syntax_check() -> None:
