@@ -19,9 +19,9 @@ that registers the moment its host runs: in the local world the agent is
 played (docs/TESTING.md), and ``provision start --wait-ready`` asks this.
 
 With ``MOTO_IAM_LOAD_MANAGED_POLICIES=true`` moto builds every AWS managed
-policy (about 1,300) whenever it makes an IAM backend: at each reset, that is
-before each test, where it parsed its 4 MB of policy JSON anew (about 1 s of
-CPU each time, a quarter of the suite's). Here that JSON is parsed once per
+policy (about 1,600) whenever it makes an IAM backend: at each reset, that is
+before each test that uses the ``moto`` fixture, where it parsed its 4 MB of
+policy JSON anew (about a second of CPU each time). Here that JSON is parsed once per
 server and each policy's document serialised once; every reset still gets
 new policy objects (fresh ids, no attachments), built as moto's own
 ``AWSManagedPolicy.from_data`` builds them.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
+import pytest
 
 from devtools import localaws
 
@@ -67,6 +70,37 @@ def test_managed_policies_parsed_once_are_moto_s_own_and_new_after_each_reset(mo
     moto.reset()
     again = iam.get_policy(PolicyArn=arn)["Policy"]
     assert again["AttachmentCount"] == 0 and again["PolicyId"] != first_id
+
+
+def test_the_server_builds_each_managed_policy_as_moto_s_own_from_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process: importing devtools.moto_server installs its replacement, which builds every AWS managed
+    policy with the attributes moto's own ``AWSManagedPolicy.from_data`` gives it (the random id aside), as new
+    objects each time. Fails when a moto upgrade changes what from_data builds, or the replacement stops applying."""
+    import json
+    from types import SimpleNamespace
+
+    from moto.iam import models as iam_models
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    from devtools import moto_server
+
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    assert iam_models.IAMBackend._init_aws_policies is moto_server.init_aws_policies
+    backend = SimpleNamespace(account_id="123456789012", region_name="aws")
+    ours, again = moto_server.init_aws_policies(backend), moto_server.init_aws_policies(backend)
+    data = json.loads(aws_managed_policies_data)
+    theirs = [iam_models.AWSManagedPolicy.from_data(name, backend.account_id, backend.region_name, d)
+              for name, d in data.items()]
+    assert len(ours) == len(theirs) == len(data) > 1000
+
+    def attributes(policy: Any) -> dict[str, Any]:
+        fields = {k: v for k, v in vars(policy).items() if k not in ("id", "versions")}
+        return {**fields, "versions": [vars(v) for v in policy.versions], "type": type(policy)}
+
+    for mine, moto_s in zip(ours, theirs, strict=True):
+        assert attributes(mine) == attributes(moto_s), mine.name
+    assert not {id(p) for p in ours} & {id(p) for p in again}
+    assert not {id(v) for p in ours for v in p.versions} & {id(v) for p in again for v in p.versions}
 
 
 def test_tls_only_bucket_policy_does_not_deny_everything(moto: localaws.MotoServer) -> None:
