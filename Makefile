@@ -20,9 +20,9 @@ APT_STAMP := /var/lib/simpletrader/.apt-$(shell echo $(APT_PACKAGES) | sha256sum
 demo: setup
 	$(BIN)/python -m devtools.demo
 
-# The suite runs in parallel workers: most of its time is spent waiting on test
-# hosts and the emulator, not on the CPU. Tests that share a module's host or
-# stack are kept on one worker (xdist_group marks).
+# The suite runs in parallel workers: one alone waits on test hosts and the
+# emulator; four keep both CPUs busy (BENCHMARKS.md, "The test suite"). Tests
+# that share a module's host or stack are kept on one worker (xdist_group marks).
 TEST_WORKERS ?= 4
 
 # yamllint and ansible-lint run inside the suite (tests/ansible/test_ansible_lint.py, the same
