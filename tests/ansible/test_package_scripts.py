@@ -80,6 +80,12 @@ def test_lists_fetched_over_an_hour_ago_are_fetched_again(tmp_path: Path) -> Non
     assert codes == [0] and calls[0] == "update -qq" and installs(calls) == ["cron"]
 
 
+def test_a_stamp_dated_in_the_future_does_not_pass_for_recent_lists(tmp_path: Path) -> None:
+    ahead = "mkdir -p /var/lib/apt/periodic && touch -d '+2 hours' /var/lib/apt/periodic/update-success-stamp"
+    codes, calls = run(tmp_path, ahead, (PYTHON39, ["python3.9"]))
+    assert codes == [0] and calls[0] == "update -qq" and installs(calls) == ["python3.9"]
+
+
 def test_an_install_that_fails_on_recent_lists_fetches_them_and_tries_once_more(tmp_path: Path) -> None:
     recent = "mkdir -p /var/lib/apt/periodic && touch -d '10 minutes ago' /var/lib/apt/periodic/update-success-stamp"
     codes, calls = run(tmp_path, recent, (PYTHON39, ["python3.9"]), fail_installs=1)
