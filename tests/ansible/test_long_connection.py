@@ -24,9 +24,12 @@ ROLES = {"python39": "_python39", "trader_cron": "_trader_cron", "workspace_sync
 def playbook(tmp_path: Path, plays: list[dict], inventory: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "play.yml"
     path.write_text(yaml.safe_dump(plays, sort_keys=False))
-    return subprocess.run([tool("ansible-playbook"), "-i", inventory, str(path), *args], cwd=ROOT,
-                          env=tool_env(ANSIBLE_ROLES_PATH=str(ROOT / "roles")), capture_output=True, text=True,
-                          timeout=300)
+    # Facts in memory: the repository's fact cache is not the place for this machine's. The result format
+    # pinned: decided() reads the default callback's JSON lines.
+    env = tool_env(ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_CACHE_PLUGIN="memory",
+                   ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    return subprocess.run([tool("ansible-playbook"), "-i", inventory, str(path), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def decided(output: str) -> dict[str, str]:
@@ -99,3 +102,35 @@ def test_an_install_under_connection_local_runs_locally(tmp_path: Path, how: str
     proc = playbook(tmp_path, [play], "st-nowhere,", *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert out.read_text().strip() == "st-fake-package"
+
+
+def test_every_long_step_takes_the_connection_its_set_fact_chose_just_before() -> None:
+    """Each task that sets ansible_connection takes it from the role's _step_connection fact, set earlier in the
+    same file from _long_connection. Reading _long_connection in the step's own vars would recurse at run time
+    (ansible_connection is the variable being set), which the tests above, running python39's install only,
+    would not see for the other long steps."""
+    steps = 0
+    for role, prefix in ROLES.items():
+        for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml")):
+            chose_at = None
+            for number, task in enumerate(_tasks(yaml.safe_load(path.read_text()) or [])):
+                facts = task.get("ansible.builtin.set_fact") or {}
+                if facts.get(f"{prefix}_step_connection") == f"{{{{ {prefix}_long_connection }}}}":
+                    chose_at = number
+                connection = (task.get("vars") or {}).get("ansible_connection")
+                if connection is not None:
+                    steps += 1
+                    where = f"{path.relative_to(ROOT)}: {task.get('name')}"
+                    assert connection == f"{{{{ {prefix}_step_connection }}}}", where
+                    assert chose_at is not None and chose_at < number, f"{where}: no set_fact before it"
+    assert steps >= 6  # python39: package, source; trader_cron: install; workspace_sync: venv (2), routine
+
+
+def _tasks(tasks: list[dict]) -> list[dict]:
+    """The tasks of a file in order, a block's own entry followed by the tasks inside it."""
+    flat: list[dict] = []
+    for task in tasks:
+        flat.append(task)
+        for key in ("block", "rescue", "always"):
+            flat.extend(_tasks(task.get(key) or []))
+    return flat
