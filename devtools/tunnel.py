@@ -8,6 +8,11 @@ the emulator), and otherwise really carries the SSH connection: it relays
 stdin and stdout to the port of the test host that plays the instance,
 named in ``ST_TUNNEL_TARGETS`` (``i-0123=10.231.3.2,...``).
 
+``ST_TUNNEL_DELAY_MS`` (the benchmark's, 0 by default) holds every chunk
+that many milliseconds in each direction before passing it on, in order: a
+round trip through the stand-in then takes twice that longer, as one through
+Session Manager takes longer than one on this machine's veth.
+
 Run by path (``python devtools/tunnel.py``), so it needs nothing on PYTHONPATH.
 """
 
@@ -15,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import socket
 import sys
 import threading
+import time
+from collections.abc import Callable
 
 TARGETS_ENV = "ST_TUNNEL_TARGETS"
+DELAY_ENV = "ST_TUNNEL_DELAY_MS"
 
 
 def targets(text: str) -> dict[str, str]:
@@ -34,29 +43,55 @@ def instance_state(region: str, instance_id: str) -> str:
     return str(reservations["Reservations"][0]["Instances"][0]["State"]["Name"])
 
 
-def _pump(read_fd: int, write: socket.socket) -> None:
-    """stdin -> the host, until SSH closes its end."""
-    while True:
-        data = os.read(read_fd, 65536)
-        if not data:
-            break
-        write.sendall(data)
+def _shutdown(sock: socket.socket) -> None:
     try:
-        write.shutdown(socket.SHUT_WR)
+        sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
 
-def relay(address: str, port: int) -> int:
+def delayed(write: Callable[[bytes], object], delay: float) -> Callable[[bytes], None]:
+    """``write``, or with ``delay`` seconds: each chunk passed on that long after it came, in order, by a
+    thread of its own (so reading goes on meanwhile). An empty chunk is the end, passed on the same way."""
+    if delay <= 0:
+        return write  # type: ignore[return-value]
+    pending: queue.Queue[tuple[float, bytes]] = queue.Queue()
+
+    def pass_on() -> None:
+        while True:
+            due, data = pending.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            write(data)
+            if not data:
+                return
+
+    threading.Thread(target=pass_on, daemon=True).start()
+    return lambda data: pending.put((time.monotonic() + delay, data))
+
+
+def _pump(read_fd: int, send: Callable[[bytes], object]) -> None:
+    """stdin -> the host, until SSH closes its end (an empty chunk)."""
+    while True:
+        data = os.read(read_fd, 65536)
+        send(data)
+        if not data:
+            break
+
+
+def relay(address: str, port: int, delay: float = 0.0) -> int:
     sock = socket.create_connection((address, port), timeout=30)
     sock.settimeout(None)
-    threading.Thread(target=_pump, args=(sys.stdin.fileno(), sock), daemon=True).start()
+    to_host = delayed(lambda data: sock.sendall(data) if data else _shutdown(sock), delay)
+    threading.Thread(target=_pump, args=(sys.stdin.fileno(), to_host), daemon=True).start()
     out = sys.stdout.fileno()
+    ended = threading.Event()
+    to_ssh = delayed(lambda data: os.write(out, data) if data else ended.set(), delay)
     while True:
         data = sock.recv(65536)
+        to_ssh(data)
         if not data:
+            ended.wait()
             return 0
-        os.write(out, data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: host {args.instance_id} is {state}: start it with `python -m provision start "
               "--wait-ready`, then connect again", file=sys.stderr)
         return 1
-    return relay(where, args.port)
+    return relay(where, args.port, float(os.environ.get(DELAY_ENV) or 0) / 1000)
 
 
 if __name__ == "__main__":
