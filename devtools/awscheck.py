@@ -12,7 +12,9 @@ suffix, so nothing of yours is touched) and runs, printing each step:
     host's SSH keys, checked against the fingerprints it printed at boot (its EC2 console output),
     go to a known_hosts file of the run's own (devtools/hostkeys.py; Ansible's Mitogen strategy
     refuses a host key SSH has not seen);
- 4. `ansible-playbook site.yml` over the chosen access mode (Session Manager by default);
+ 4. `ansible-playbook site.yml` over the chosen access mode (Session Manager by default); then
+    site.yml again, which must change nothing, with the project's ansible.cfg and with Ansible's
+    defaults, timed side by side over the same path (the defaults' second run is the one timed);
  5. `provision publish` of the example trading program;
  6. the deployed start function, invoked through the Lambda API with {"force": true}: calendar,
     start, workspace sync; it must end "synced";
@@ -42,6 +44,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -184,8 +187,34 @@ class Check:
             extra = self.world.ansible_extra_vars()
             run([str(BIN / "ansible-playbook"), "site.yml", *(["-e", json.dumps(extra)] if extra else [])],
                 env=self.env(), log=self.log("ansible"), timeout=3600)
+        self.no_change_runs()
         with self.step("provision publish (the example program)"):
             self.provision("publish", *self.world.publish_args())
+
+    def no_change_runs(self) -> None:
+        """site.yml on the converged host, with the project's ansible.cfg and with Ansible's defaults (a config
+        naming only the roles), through the same connection: on AWS, Session Manager, whose round trips the
+        local benchmark can only assume. Each must change nothing; the defaults' second run is the one timed."""
+        with self.step("site.yml again, nothing to change: the project's ansible.cfg, then Ansible's defaults"):
+            extra = self.world.ansible_extra_vars()
+            args = ["-i", "inventory/aws_ec2.yml", "site.yml", *(["-e", json.dumps(extra)] if extra else [])]
+            defaults_cfg = self.workdir / "ansible-defaults.cfg"
+            defaults_cfg.write_text(f"[defaults]\nroles_path = {ROOT / 'roles'}\n")
+            seconds: dict[str, float] = {}
+            for label, env, runs in (("project", self.env(), 1),
+                                     ("defaults", dict(self.env(), ANSIBLE_CONFIG=str(defaults_cfg)), 2)):
+                for _ in range(runs):
+                    started = time.monotonic()
+                    out = run([str(BIN / "ansible-playbook"), *args], env=env, log=self.log("ansible"), timeout=3600)
+                    seconds[label] = time.monotonic() - started
+                    changed = [int(n) for n in re.findall(r"^(?!localhost\b)\S+\s*:.*\bchanged=(\d+)", out.stdout,
+                                                           re.MULTILINE)]
+                    if not changed or any(changed):
+                        raise CheckFailed(f"a second site.yml ({label}) changed something or reported nothing: "
+                                          f"changed={changed}; see {self.log('ansible')}")
+            self.echo(f"          no-change site.yml: {seconds['project']:.1f} s with the project's ansible.cfg, "
+                      f"{seconds['defaults']:.1f} s with Ansible's defaults "
+                      f"({seconds['defaults'] / seconds['project']:.1f}x)")
 
     def trading_day(self) -> None:
         functions = self.outputs["functions"]

@@ -146,7 +146,9 @@ class LocalWorld(AwsWorld):
 
     def __init__(self, workdir: Path, suffix: str, region: str) -> None:
         super().__init__(workdir, suffix, region)
-        self.day = tradingday.Day(workdir, host_name="awscheck-host", suffix=suffix)
+        # A host named after the run (its suffix is random): two runs at once (the suite's and one by hand)
+        # must not boot, and take down, the same test host.
+        self.day = tradingday.Day(workdir, host_name=f"awscheck{suffix}", suffix=suffix)
 
     def setup(self, echo: Callable[[str], None]) -> None:
         self.day.report.echo = echo
