@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import workload
 from bench.report import Figure, Section
-from devtools.tradingday import ROOT, WHEEL_CACHE, Day, Host, _download_wheels, run
+from devtools.tradingday import ROOT, WHEEL_CACHE, Day, Host, _download_wheels, ansible_defaults_config, recap, run
 
 Echo = Callable[[str], None]
 
@@ -95,19 +95,6 @@ SYNC_RESULT = "/root/bench-sync-result.json"  # the sync's --result-json file
 def bench_wheelhouse(log: Path | None = None) -> Path:
     """The workload's wheels for the host (CPython 3.9 manylinux), downloaded once and cached."""
     return _download_wheels(list(workload.REQUIREMENTS), WHEEL_CACHE / "bench", log)
-
-
-def recap(text: str) -> dict[str, int]:
-    """The PLAY RECAP counters of one ansible-playbook run, summed over hosts."""
-    totals: dict[str, int] = {}
-    for line in text.splitlines():
-        if "ok=" in line and "changed=" in line and ":" in line:
-            for item in line.split(":", 1)[1].split():
-                if "=" in item:
-                    k, v = item.split("=", 1)
-                    if v.isdigit():
-                        totals[k] = totals.get(k, 0) + int(v)
-    return totals
 
 
 def sync_phases(started: float, lines: list[tuple[float, str]]) -> dict[str, float]:
@@ -214,10 +201,7 @@ class HostBench:
         """One site.yml run against whatever the inventory maps the instance to."""
         env: dict[str, str] = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(self.facts_dir)}
         if defaults:
-            cfg = self.workdir / "ansible-defaults.cfg"
-            # Only what lets ansible-playbook find this repository's roles; everything else is Ansible's default.
-            cfg.write_text("[defaults]\nroles_path = " + str(ROOT / "roles") + "\n")
-            env["ANSIBLE_CONFIG"] = str(cfg)
+            env["ANSIBLE_CONFIG"] = str(ansible_defaults_config(self.workdir))
         t = time.monotonic()
         with environ(**env):
             out_text = self._converge_output(*args)
@@ -458,26 +442,27 @@ class HostBench:
             self._map_inventory_to(self.day.host)
             host_b.down()
             self.extra_hosts.remove(host_b)
-        best_project = min(again_project, key=lambda r: r["seconds"])
-        best_default = min(again_default, key=lambda r: r["seconds"])
+        def no_change(name: str, project: list[dict[str, Any]], default: list[dict[str, Any]],
+                      baseline: str) -> float:
+            """The no-change figure of the best runs; returns the defaults' best seconds."""
+            best_project = min(r["seconds"] for r in project)
+            best_default = min(r["seconds"] for r in default)
+            unchanged = all(r["recap"].get("changed", -1) == 0 for r in project + default)
+            section.add(Figure(f"site.yml no-change run (best of {repeats}){name}, project ansible.cfg", best_project,
+                               "s", baseline, best_default, "at least 3x faster, changed=0",
+                               unchanged and best_default >= 3 * best_project))
+            return best_default
+
         section.add(Figure("site.yml first run on a fresh host, project ansible.cfg", first_project["seconds"], "s",
                            "Ansible defaults", first_default["seconds"]))
-        unchanged = all(r["recap"].get("changed", -1) == 0 for r in again_project + again_default)
-        section.add(Figure(f"site.yml no-change run (best of {repeats}), project ansible.cfg", best_project["seconds"],
-                           "s", "Ansible defaults", best_default["seconds"], "at least 3x faster, changed=0",
-                           unchanged and best_default["seconds"] >= 3 * best_project["seconds"]))
-        slow_best_project = min(slow_project, key=lambda r: r["seconds"])
-        slow_best_default = min(slow_default, key=lambda r: r["seconds"])
-        slow_unchanged = all(r["recap"].get("changed", -1) == 0 for r in slow_project + slow_default)
-        section.add(Figure(f"site.yml no-change run (best of {repeats}) through a tunnel adding {TUNNEL_DELAY_MS} ms "
-                           f"each way ({2 * TUNNEL_DELAY_MS} ms round trips), project ansible.cfg",
-                           slow_best_project["seconds"], "s", "Ansible defaults, same tunnel",
-                           slow_best_default["seconds"], "at least 3x, changed=0",
-                           slow_unchanged and slow_best_default["seconds"] >= 3 * slow_best_project["seconds"]))
+        # The veth's figure first: the converge check reads the first no-change figure.
+        best_default = no_change("", again_project, again_default, "Ansible defaults")
+        no_change(f" through a tunnel adding {TUNNEL_DELAY_MS} ms each way ({2 * TUNNEL_DELAY_MS} ms round trips)",
+                  slow_project, slow_default, "Ansible defaults, same tunnel")
         section.add(Figure("one cron time changed: site.yml --tags cron, project ansible.cfg", targeted["seconds"], "s",
-                           "no-change site.yml, Ansible defaults", best_default["seconds"],
+                           "no-change site.yml, Ansible defaults", best_default,
                            "at most a third of the baseline, changed >= 1",
-                           targeted["seconds"] * 3 <= best_default["seconds"]
+                           targeted["seconds"] * 3 <= best_default
                            and targeted["recap"].get("changed", 0) >= 1))
         runs = [first_project, *again_project, *slow_project, targeted, first_default, *again_default, *slow_default]
         section.table("Every run (wall time of ansible-playbook on this machine)",

@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import secrets
 import sys
 import tempfile
@@ -57,7 +56,7 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devtools import tradingday
-from devtools.tradingday import BIN, ROOT, DayFailed, run
+from devtools.tradingday import BIN, ROOT, DayFailed, ansible_defaults_config, recap, run
 from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
@@ -184,34 +183,33 @@ class Check:
                 outputs = json.loads(self.provision("outputs", "--json"))  # the address as it is now
                 self.echo("          " + self.world.trust_host(outputs["instance_id"], outputs["public_ip"],
                                                                self.cfg["host"]["user"]))
-            extra = self.world.ansible_extra_vars()
-            run([str(BIN / "ansible-playbook"), "site.yml", *(["-e", json.dumps(extra)] if extra else [])],
-                env=self.env(), log=self.log("ansible"), timeout=3600)
+            self.site(self.env())
         self.no_change_runs()
         with self.step("provision publish (the example program)"):
             self.provision("publish", *self.world.publish_args())
+
+    def site(self, env: dict[str, str]) -> dict[str, int]:
+        """ansible-playbook site.yml (the inventory named: Ansible's defaults name none); its recap counts."""
+        extra = self.world.ansible_extra_vars()
+        out = run([str(BIN / "ansible-playbook"), "-i", "inventory/aws_ec2.yml", "site.yml",
+                   *(["-e", json.dumps(extra)] if extra else [])], env=env, log=self.log("ansible"), timeout=3600)
+        return recap(out.stdout)
 
     def no_change_runs(self) -> None:
         """site.yml on the converged host, with the project's ansible.cfg and with Ansible's defaults (a config
         naming only the roles), through the same connection: on AWS, Session Manager, whose round trips the
         local benchmark can only assume. Each must change nothing; the defaults' second run is the one timed."""
         with self.step("site.yml again, nothing to change: the project's ansible.cfg, then Ansible's defaults"):
-            extra = self.world.ansible_extra_vars()
-            args = ["-i", "inventory/aws_ec2.yml", "site.yml", *(["-e", json.dumps(extra)] if extra else [])]
-            defaults_cfg = self.workdir / "ansible-defaults.cfg"
-            defaults_cfg.write_text(f"[defaults]\nroles_path = {ROOT / 'roles'}\n")
             seconds: dict[str, float] = {}
-            for label, env, runs in (("project", self.env(), 1),
-                                     ("defaults", dict(self.env(), ANSIBLE_CONFIG=str(defaults_cfg)), 2)):
+            defaults = dict(self.env(), ANSIBLE_CONFIG=str(ansible_defaults_config(self.workdir)))
+            for label, env, runs in (("project", self.env(), 1), ("defaults", defaults, 2)):
                 for _ in range(runs):
                     started = time.monotonic()
-                    out = run([str(BIN / "ansible-playbook"), *args], env=env, log=self.log("ansible"), timeout=3600)
+                    counts = self.site(env)
                     seconds[label] = time.monotonic() - started
-                    changed = [int(n) for n in re.findall(r"^(?!localhost\b)\S+\s*:.*\bchanged=(\d+)", out.stdout,
-                                                           re.MULTILINE)]
-                    if not changed or any(changed):
+                    if counts.get("changed", -1) != 0:
                         raise CheckFailed(f"a second site.yml ({label}) changed something or reported nothing: "
-                                          f"changed={changed}; see {self.log('ansible')}")
+                                          f"{counts or 'no recap'}; see {self.log('ansible')}")
             self.echo(f"          no-change site.yml: {seconds['project']:.1f} s with the project's ansible.cfg, "
                       f"{seconds['defaults']:.1f} s with Ansible's defaults "
                       f"({seconds['defaults'] / seconds['project']:.1f}x)")

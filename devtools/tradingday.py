@@ -465,6 +465,27 @@ def tunnel_env(targets: dict[str, str], key: str) -> dict[str, str]:
     }
 
 
+def recap(text: str) -> dict[str, int]:
+    """The PLAY RECAP counters of one ansible-playbook run, summed over hosts."""
+    totals: dict[str, int] = {}
+    for line in text.splitlines():
+        if "ok=" in line and "changed=" in line and ":" in line:
+            for item in line.split(":", 1)[1].split():
+                if "=" in item:
+                    k, v = item.split("=", 1)
+                    if v.isdigit():
+                        totals[k] = totals.get(k, 0) + int(v)
+    return totals
+
+
+def ansible_defaults_config(directory: Path) -> Path:
+    """An ansible.cfg of Ansible's defaults (ANSIBLE_CONFIG), naming only this repository's roles: what the
+    benchmark and aws-check time the project's ansible.cfg against."""
+    path = directory / "ansible-defaults.cfg"
+    path.write_text(f"[defaults]\nroles_path = {ROOT / 'roles'}\n")
+    return path
+
+
 def inventory_host(env: dict[str, str], log: Path) -> str:
     """The one host the product's dynamic inventory finds (DayFailed otherwise)."""
     graph = run([str(BIN / "ansible-inventory"), "--graph"], env=env, log=log)
