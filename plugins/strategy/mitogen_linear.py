@@ -41,9 +41,8 @@ def ssh_args_with_control_path(spec: Any) -> list[str]:
     """Mitogen's SSH arguments, plus the ControlPath Ansible's SSH plugin would add to them (not for a
     host reached through ``mitogen_via``: that ssh runs on the hop, where this directory is not)."""
     args: list[str] = list(_mitogen_ssh_args(spec))
-    lowered = [a.lower() for a in args]
-    if (not any("controlpersist" in a for a in lowered) or any("controlpath" in a for a in lowered)
-            or spec.mitogen_via()):
+    persist, has_path = AnsibleSSH._persistence_controls([a.encode() for a in args])  # Ansible's own scan
+    if not persist or has_path or spec.mitogen_via():
         return args
     directory = unfrackpath(spec._connection_option("control_path_dir"))
     makedirs_safe(directory, 0o700)

@@ -96,11 +96,11 @@ def test_ansible_control_path_setting_is_honoured(tmp_path: Path) -> None:
     assert shim().ssh_args_with_control_path(spec)[-1] == f'ControlPath="{tmp_path}/mine-%C"'
 
 
-def test_loading_the_strategy_twice_adds_one_control_path(tmp_path: Path) -> None:
+def test_loading_the_strategy_twice_keeps_mitogen_s_own_ssh_args(tmp_path: Path) -> None:
+    """A second load wraps Mitogen's function, not the first load's wrapper (which would still add one
+    ControlPath, since it leaves arguments that have one alone: what tells is the function kept)."""
     shim()
     spec = Spec(ssh_args="-o ControlPersist=60s", control_path_dir=str(tmp_path))
-    args = shim().ssh_args_with_control_path(spec)
-    assert sum("ControlPath" in a for a in args) == 1
     assert shim()._mitogen_ssh_args(spec) == ["-o", "ControlPersist=60s"]
 
 
