@@ -227,14 +227,11 @@ class Role(Resource):
             "tags": {k: role_tags.get(k) for k in tags.resource_tags(ctx.stack, self.kind)},
         }
         if self.with_profile:
-            try:
-                prof = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-                live["profile_roles"] = sorted(r["RoleName"] for r in prof.get("Roles", []))
+            prof = unless_missing(lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
+                                  "NoSuchEntity", None)
+            live["profile_roles"] = sorted(r["RoleName"] for r in prof.get("Roles", [])) if prof else None
+            if prof:
                 live["profile_arn"] = prof["Arn"]
-            except Exception as exc:
-                if error_code(exc) != "NoSuchEntity":
-                    raise
-                live["profile_roles"] = None
         return live
 
     def desired(self, ctx: Context) -> dict[str, Any]:

@@ -80,13 +80,7 @@ def find_key_pair(ec2: Any, stack: str) -> dict[str, Any] | None:
 
 
 def _parameter_exists(ssm: Any, name: str) -> bool:
-    try:
-        ssm.get_parameter(Name=name)
-        return True
-    except Exception as exc:
-        if error_code(exc) == "ParameterNotFound":
-            return False
-        raise
+    return bool(unless_missing(lambda: ssm.get_parameter(Name=name) is not None, "ParameterNotFound", False))
 
 
 def _our_parameters(ctx: Context) -> list[str]:
