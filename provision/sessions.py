@@ -62,7 +62,8 @@ def firings(cfg: Config, now: dt.datetime | None = None) -> list[Firing]:
     found = []
     for session in cfg.calendar.special_sessions:
         weekday = WEEKDAYS[dt.date.fromisoformat(session.date).weekday()]
-        for kind, own, default in zip(("start", "stop"), session.hours(s), (s.start, s.stop)):
+        own_start, own_stop = session.hours(s)
+        for kind, own, default in (("start", own_start, s.start), ("stop", own_stop, s.stop)):
             if weekday in s.weekdays and own == default:
                 continue  # the weekly rule fires then anyway
             firing = Firing(session.date, kind, own)
