@@ -187,9 +187,11 @@ def host_key_check(ctx: Context, inst: dict[str, Any] | None) -> Check | None:
     cfg = ctx.cfg
     if cfg.network.access != "ssh":
         return None
-    ip, _static = public_address(ctx, inst)
     keygen = shutil.which("ssh-keygen")
-    if not ip or not keygen:
+    if not keygen:
+        return None  # before any AWS call: nothing to look in without it
+    ip, _static = public_address(ctx, inst)
+    if not ip:
         return None
     known = Path(ctx.options.get("known_hosts") or Path.home() / ".ssh" / "known_hosts")
     found = subprocess.run([keygen, "-F", ip, "-f", str(known)], capture_output=True, check=False).returncode == 0
