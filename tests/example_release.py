@@ -36,3 +36,8 @@ def do_publish(s3: Any, wheelhouse: Path | None, **overrides: Any) -> dict[str, 
     )
     kwargs.update(overrides)
     return publish(s3, **kwargs)
+
+
+def body(s3: Any, key: str) -> bytes:
+    """An object of the example's bucket."""
+    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())

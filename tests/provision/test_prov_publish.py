@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from example_release import BUCKET, CODE_DIR, KEYS_FILE, PREFIXES, SECRET_VALUES, TOKEN_FILE, do_publish
+from example_release import BUCKET, CODE_DIR, KEYS_FILE, PREFIXES, SECRET_VALUES, TOKEN_FILE, body, do_publish
 
 from provision.publish import (
     PublishError,
@@ -42,10 +42,6 @@ class Recorder:
         return [key for name, key in self.calls if name == "PutObject"]
 
 
-def get(s3: Any, key: str) -> bytes:
-    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
 def archive_names(data: bytes) -> list[str]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return tar.getnames()
@@ -65,7 +61,7 @@ def test_manifest_lists_every_object_with_its_hash(s3: Any, wheelhouse: Path) ->
     assert manifest["version"] == 1
     assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", manifest["release"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", manifest["created"])
-    assert json.loads(get(s3, "deploy/manifest.json")) == manifest
+    assert json.loads(body(s3, "deploy/manifest.json")) == manifest
     roles = {o["role"]: o["key"] for o in manifest["objects"]}
     release = manifest["release"]
     assert roles == {
@@ -76,11 +72,11 @@ def test_manifest_lists_every_object_with_its_hash(s3: Any, wheelhouse: Path) ->
         "token": "secrets/access_token.txt",
     }
     for obj in manifest["objects"]:
-        data = get(s3, obj["key"])
+        data = body(s3, obj["key"])
         assert obj["size"] == len(data)
         assert obj["sha256"] == hashlib.sha256(data).hexdigest()
-    assert get(s3, "secrets/keys.json") == KEYS_FILE.read_bytes()
-    names = archive_names(get(s3, roles["code"]))
+    assert body(s3, "secrets/keys.json") == KEYS_FILE.read_bytes()
+    names = archive_names(body(s3, roles["code"]))
     assert "src/setup/setup.py" in names and "requirements.txt" in names
     log = "\n".join(lines)
     assert "keys: api_key, api_secret, user_id" in log
@@ -203,8 +199,8 @@ def test_publish_token_touches_only_the_token_and_manifest(s3: Any, wheelhouse: 
     updated = publish_token(s3, bucket=BUCKET, prefixes=PREFIXES, token_file=token, log=lines.append)
     assert rec.puts() == ["secrets/access_token.txt", "deploy/manifest.json"]
     assert "FAKE-TOKEN-NOT-REAL-NEXT-DAY" not in "\n".join(lines)
-    assert get(s3, "secrets/access_token.txt") == token.read_bytes()
-    stored = json.loads(get(s3, "deploy/manifest.json"))
+    assert body(s3, "secrets/access_token.txt") == token.read_bytes()
+    stored = json.loads(body(s3, "deploy/manifest.json"))
     assert stored == updated
     before = {o["role"]: o for o in manifest["objects"]}
     after = {o["role"]: o for o in stored["objects"]}
@@ -267,7 +263,7 @@ def test_without_token_check_a_token_given_anyway_is_published(s3: Any, wheelhou
     manifest = do_publish(s3, wheelhouse, token_required=False)
     token = [o for o in manifest["objects"] if o["role"] == "token"]
     assert len(token) == 1 and token[0]["size"] == TOKEN_FILE.stat().st_size and "published_at" in token[0]
-    assert get(s3, "secrets/access_token.txt") == TOKEN_FILE.read_bytes()
+    assert body(s3, "secrets/access_token.txt") == TOKEN_FILE.read_bytes()
 
 
 def test_publish_builds_the_wheelhouse_when_none_is_given(s3: Any) -> None:

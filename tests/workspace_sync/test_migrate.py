@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from example_release import BUCKET, CODE_DIR
-from wshelpers import Host, body, exchange_today
+from example_release import BUCKET, CODE_DIR, body
+from wshelpers import Host, exchange_today
 
 
 def files(root: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
-from example_release import BUCKET, CODE_DIR, do_publish
+from example_release import BUCKET, CODE_DIR, body, do_publish
 from simpletrader_workspace import config, sync
 from simpletrader_workspace import s3 as routine_s3
 from wshelpers import (
@@ -27,7 +27,6 @@ from wshelpers import (
     ROUTINE,
     Host,
     assert_workspace_intact,
-    body,
     exchange_today,
     put_archive_without_index,
     put_manifest,

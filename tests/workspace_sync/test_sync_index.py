@@ -23,13 +23,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from example_release import BUCKET, CODE_DIR, do_publish
+from example_release import BUCKET, CODE_DIR, body, do_publish
 from simpletrader_workspace import codebase, codeindex, config, fsutil
 from simpletrader_workspace.s3 import Bucket
 from wshelpers import (
     Host,
     assert_workspace_intact,
-    body,
     canary,
     put_archive_without_index,
     put_code_index,

@@ -187,10 +187,6 @@ def assert_no_secrets(text: str) -> None:
         assert value not in text, "a secret value appeared in the routine's output"
 
 
-def body(s3: Any, key: str) -> bytes:
-    return bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-
-
 def put_manifest(s3: Any, manifest: dict[str, Any]) -> None:
     s3.put_object(Bucket=BUCKET, Key="deploy/manifest.json", Body=json.dumps(manifest).encode())
 
