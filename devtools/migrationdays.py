@@ -16,8 +16,7 @@ the entries cron would run at them.
 
 from __future__ import annotations
 
-import json
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 
 from devtools.tradingday import (
@@ -31,7 +30,6 @@ from devtools.tradingday import (
     load_handlers,
     notifications,
     run_cron_job,
-    trading_date,
 )
 
 START, STOP, TRADING = "18:00", "19:30", "18:14"
@@ -45,9 +43,8 @@ def token_check_off(day: Day) -> dict[str, Any]:
     day.reconfigure("token_check: off", lambda cfg: cfg["host"].update(token_check="off"))  # noqa: S106 - a mode
     assert day.stack is not None and day.host is not None
     start_mod, stop_mod = load_handlers(day.stack.code_dir)
-    calendar = json.loads((day.stack.code_dir / "calendar.json").read_text())
-    when = trading_date((day.last_day or datetime.now(IST).date()) + timedelta(days=1), calendar)
-    morning = datetime.combine(when, time(8, 45), IST)
+    morning = day.next_trading_morning()
+    when = morning.date()
     day.agent_for()
     facts: dict[str, Any] = {"date": when.isoformat(), "manifest_key": day.stack.functions["start"]["ST_MANIFEST_KEY"]}
     with day.report.step(f"token_check off: start Lambda on {when}, no token published that morning",

@@ -12,7 +12,7 @@ Each returns what it saw, for tests/e2e/test_trading_day.py; ``make demo`` runs 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import boto3
@@ -28,7 +28,6 @@ from devtools.tradingday import (
     notifications,
     run_cron_job,
     scheduled_event,
-    trading_date,
 )
 
 
@@ -57,10 +56,8 @@ def stale_token(day: Day) -> dict[str, Any]:
     """
     assert day.stack is not None and day.host is not None
     start_mod, _ = load_handlers(day.stack.code_dir)
-    calendar = json.loads((day.stack.code_dir / "calendar.json").read_text())
-    after = day.last_day or datetime.now(IST).date()
-    tomorrow = trading_date(after + timedelta(days=1), calendar)
-    morning = datetime.combine(tomorrow, datetime.min.time(), IST).replace(hour=8, minute=45)
+    morning = day.next_trading_morning()
+    tomorrow = morning.date()
     day.agent_for()
     facts: dict[str, Any] = {}
     with day.report.step(f"stale token: start Lambda on {tomorrow} warns", look=str(day.log("lambda"))) as st:

@@ -774,6 +774,14 @@ class Day:
             st.detail = f"{result.get('outcome')}; instance {self.instance_state()}"
         return result
 
+    def next_trading_morning(self) -> datetime:
+        """08:45 IST of the trading day after the last one played (or after today), by the stack's calendar."""
+        assert self.stack is not None
+        calendar = json.loads((self.stack.code_dir / "calendar.json").read_text())
+        after = self.last_day or datetime.now(IST).date()
+        return datetime.combine(trading_date(after + timedelta(days=1), calendar), datetime.min.time(),
+                                IST).replace(hour=8, minute=45)
+
     def start_at(self, start_mod: Any, morning: datetime, label: str) -> tuple[dict[str, Any], list[str]]:
         """The start function at its scheduled `morning`, its clock moved there too (the token in the bucket
         was published today, so on a later morning nobody published one that day). Returns its result and
