@@ -29,7 +29,10 @@ from typing import Any
 
 from bench import workload
 from bench.report import Figure, Section
-from devtools.tradingday import ROOT, WHEEL_CACHE, Day, Host, _download_wheels, ansible_defaults_config, recap, run
+from devtools.ansiblerun import ansible_defaults_config, recap
+from devtools.testhost import ROOT, Host, run
+from devtools.tradingday import Day
+from devtools.wheels import WHEEL_CACHE, download_wheels
 
 Echo = Callable[[str], None]
 
@@ -94,7 +97,7 @@ SYNC_RESULT = "/root/bench-sync-result.json"  # the sync's --result-json file
 
 def bench_wheelhouse(log: Path | None = None) -> Path:
     """The workload's wheels for the host (CPython 3.9 manylinux), downloaded once and cached."""
-    return _download_wheels(list(workload.REQUIREMENTS), WHEEL_CACHE / "bench", log)
+    return download_wheels(list(workload.REQUIREMENTS), WHEEL_CACHE / "bench", log)
 
 
 def sync_phases(started: float, lines: list[tuple[float, str]]) -> dict[str, float]:

@@ -55,8 +55,9 @@ from typing import Any
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devtools import tradingday
-from devtools.tradingday import BIN, ROOT, DayFailed, ansible_defaults_config, recap, run
+from devtools import crontab
+from devtools.ansiblerun import ansible_defaults_config, recap
+from devtools.testhost import BIN, ROOT, DayFailed, run
 from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
@@ -223,10 +224,10 @@ class Check:
         # The jobs are in the trading user's crontab and run as that user (host.trading_user, default host.user).
         login = self.cfg["host"]["user"]
         trader = self.cfg["host"].get("trading_user") or login
-        jobs = tradingday.parse_crontab(self.on_host(f"sudo -n crontab -l -u {trader}"))
+        jobs = crontab.parse_crontab(self.on_host(f"sudo -n crontab -l -u {trader}"))
         for job in self.cfg["cron_jobs"]:
             with self.step(f"cron job {job['name']} once, as cron runs it (as {trader})"):
-                self.on_host(tradingday.as_user(tradingday.cron_command(jobs, job["name"], trader), trader, login))
+                self.on_host(crontab.as_user(crontab.cron_command(jobs, job["name"], trader), trader, login))
         with self.step(f"invoke {functions['stop']} (end of day, then stop)"):
             stopped = self.world.invoke(functions["stop"], {}, self.log("lambda"))
             if stopped.get("outcome") != "stopped":

@@ -23,7 +23,8 @@ from pathlib import Path
 import boto3
 
 from devtools import migrationdays, refusaldays
-from devtools.tradingday import Day, DayFailed
+from devtools.testhost import DayFailed
+from devtools.tradingday import Day
 
 
 def main(argv: list[str] | None = None) -> int:

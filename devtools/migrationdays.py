@@ -19,18 +19,10 @@ from __future__ import annotations
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from devtools.tradingday import (
-    HOST_JOB_LOGS,
-    IST,
-    Day,
-    DayFailed,
-    crontab_entries,
-    crontab_jobs,
-    invoke,
-    load_handlers,
-    notifications,
-    run_cron_job,
-)
+from devtools.crontab import crontab_entries, crontab_jobs, run_cron_job
+from devtools.handlers import invoke, load_handlers, notifications
+from devtools.testhost import DayFailed
+from devtools.tradingday import HOST_JOB_LOGS, IST, Day
 
 START, STOP, TRADING = "18:00", "19:30", "18:14"
 SESSION: dict[str, Any] = {"name": "Diwali evening session", "start": START, "stop": STOP,

@@ -17,18 +17,10 @@ from typing import Any
 
 import boto3
 
-from devtools.tradingday import (
-    HOST_JOB_LOGS,
-    IST,
-    Day,
-    DayFailed,
-    crontab_jobs,
-    invoke,
-    load_handlers,
-    notifications,
-    run_cron_job,
-    scheduled_event,
-)
+from devtools.crontab import crontab_jobs, run_cron_job
+from devtools.handlers import invoke, load_handlers, notifications, scheduled_event
+from devtools.testhost import DayFailed
+from devtools.tradingday import HOST_JOB_LOGS, IST, Day
 
 
 def holiday(day: Day, on: date = date(2026, 1, 26)) -> dict[str, Any]:

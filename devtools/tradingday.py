@@ -8,14 +8,17 @@ emulator does are played here, openly:
 - the SSM agent: when the Lambda asks for a command's result, the document it
   sent is read back from the emulator (only the stack's own two are accepted),
   its commands are run on the test host over SSH, and their real exit code
-  and output become the invocation's result;
+  and output become the invocation's result (``devtools/ssmagent.py``);
 - the Session Manager tunnel: Ansible finds the instance through the product's
   dynamic inventory and connects through its ProxyCommand, whose command alone
   is swapped (``ST_TUNNEL_COMMAND``) for ``devtools/tunnel.py``, which carries
-  the SSH connection to the test host;
+  the SSH connection to the test host (``devtools/ansiblerun.py``);
 - cron and EventBridge firing: the jobs run now, with the command line, user
   and environment from the host's crontab; the handlers are invoked with the
-  scheduled event EventBridge would send.
+  scheduled event EventBridge would send (``devtools/crontab.py``,
+  ``devtools/handlers.py``).
+
+The test host itself is ``devtools/testhost.py``; its wheels, ``devtools/wheels.py``.
 
 `python -m devtools.demo` runs it and prints a report; `tests/e2e` asserts it.
 """
@@ -27,17 +30,14 @@ import hashlib
 import io
 import json
 import os
-import re
-import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,17 +45,15 @@ from zoneinfo import ZoneInfo
 import boto3
 
 from devtools import localaws
+from devtools.ansiblerun import inventory_host, tunnel_env
+from devtools.crontab import crontab_jobs, run_cron_job
+from devtools.handlers import ShiftedClock, Stack, invoke, lambda_env, load_handlers, notifications, scheduled_event
+from devtools.ssmagent import SsmAgent
+from devtools.testhost import BIN, ROOT, DayFailed, Host, run
+from devtools.wheels import WHEEL_CACHE, tool_wheelhouse
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTHOST = ROOT / "tests" / "hosts" / "testhost"
-BIN = Path(sys.executable).parent
 IST = ZoneInfo("Asia/Kolkata")
 HOST_JOB_LOGS = "/var/lib/simpletrader/logs/ on the host"
-WHEEL_CACHE = Path(os.environ.get("ST_WHEEL_CACHE", "/var/cache/simpletrader/wheels"))
-
-
-class DayFailed(RuntimeError):
-    pass
 
 
 # --------------------------------------------------------------------------- report
@@ -110,171 +108,7 @@ class Report:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT, check: bool = True,
-        log: Path | None = None, timeout: float = 1800,
-        input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout, input=input_text)
-    if log is not None:
-        with open(log, "a") as fh:
-            fh.write(f"$ {shlex.join(cmd)}\n{proc.stdout}{proc.stderr}\n[exit {proc.returncode}]\n\n")
-    if check and proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
-        raise DayFailed(f"{shlex.join(cmd[:4])} ... exited {proc.returncode}:\n{tail}")
-    return proc
-
-
-# --------------------------------------------------------------------------- the test host
-
-
-@dataclass
-class Host:
-    name: str
-    ip: str
-    gateway: str
-    key: str
-
-    @classmethod
-    def up(cls, name: str) -> Host:
-        # Always a fresh host: one of that name left up by an interrupted run holds its half-done state.
-        data = json.loads(run([str(TESTHOST), "up", name, "--fresh"], timeout=900).stdout)
-        return cls(name, data["ip"], data["gateway"], data["key"])
-
-    def ssh_argv(self) -> list[str]:
-        return ["ssh", "-i", self.key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-                f"ec2-user@{self.ip}"]
-
-    def sh(self, script: str, *, check: bool = True, log: Path | None = None,
-           timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """Run a shell script on the host as ec2-user (prefix `sudo` for root)."""
-        return run([*self.ssh_argv(), script], check=check, log=log, timeout=timeout)
-
-    def down(self) -> None:
-        run([str(TESTHOST), "down", self.name], check=False)
-
-
-# --------------------------------------------------------------------------- playing the SSM agent
-
-
-class SsmAgent:
-    """Stands in for the SSM agent on one instance, mapped to a test host.
-
-    Registered on the default boto3 session (the one the handlers' clients
-    come from): when a handler asks GetCommandInvocation for a command, the
-    command is read back from the emulator with a separate client. Only the
-    stack's own documents (``documents``) are run, anything else (such as
-    AWS-RunShellScript) is refused as an error of the day; the document's
-    content is read from the emulator too, and its aws:runShellScript steps
-    run on the host as root over SSH with their parameters filled in, as the
-    agent does. The real exit code and output are returned as the invocation.
-    """
-
-    def __init__(self, host: Host, instance_id: str, log: Path, documents: set[str]) -> None:
-        self.host = host
-        self.instance_id = instance_id
-        self.log = log
-        self.documents = documents
-        self.reader = boto3.client("ssm")  # created before the hook: not intercepted
-        self.results: dict[str, dict[str, Any]] = {}
-        self.ran: list[str] = []
-        self.sent: list[str] = []  # the documents run, in order
-
-    def install(self) -> None:
-        boto3.setup_default_session()
-        assert boto3.DEFAULT_SESSION is not None
-        events = boto3.DEFAULT_SESSION.events
-        events.register("before-parameter-build.ssm.GetCommandInvocation", self._remember)
-        events.register("before-call.ssm.GetCommandInvocation", self._invocation)
-
-    def uninstall(self) -> None:
-        if boto3.DEFAULT_SESSION is not None:
-            events = boto3.DEFAULT_SESSION.events
-            events.unregister("before-parameter-build.ssm.GetCommandInvocation", self._remember)
-            events.unregister("before-call.ssm.GetCommandInvocation", self._invocation)
-
-    @staticmethod
-    def _remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        context["st_agent_params"] = dict(params)
-
-    def _invocation(self, context: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
-        params = context.get("st_agent_params") or {}
-        command_id = params.get("CommandId")
-        if not command_id or params.get("InstanceId") != self.instance_id:
-            return None
-        if command_id not in self.results:
-            command = self.reader.list_commands(CommandId=command_id)["Commands"][0]
-            document = command["DocumentName"]
-            script, timeout = self._script(document, command.get("Parameters") or {})
-            self.sent.append(document)
-            self.ran.append(script)
-            try:
-                proc = self.host.sh(f"sudo -n -i bash -c {shlex.quote(script)}", check=False, log=self.log,
-                                    timeout=timeout)
-                code, out, err = proc.returncode, proc.stdout, proc.stderr
-                status = "Success" if code == 0 else "Failed"
-            except subprocess.TimeoutExpired:  # the agent ends a command past its executionTimeout
-                code, out, err, status = -1, "", f"timed out after {timeout:.0f}s", "TimedOut"
-            self.results[command_id] = {
-                "CommandId": command_id, "InstanceId": self.instance_id,
-                "DocumentName": document, "PluginName": "aws:runShellScript",
-                "ResponseCode": code, "Status": status, "StatusDetails": status,
-                "StandardOutputContent": out[-24000:], "StandardErrorContent": err[-8000:],
-            }
-        http = type("Http", (), {"status_code": 200, "headers": {}})()
-        return http, dict(self.results[command_id], ResponseMetadata={"HTTPStatusCode": 200})
-
-    def _script(self, document: str, parameters: dict[str, list[str]]) -> tuple[str, float]:
-        """The shell script a document's steps amount to, and its deadline in seconds."""
-        if document not in self.documents:
-            raise DayFailed(f"refused SSM document {document}: the functions may send only {sorted(self.documents)}")
-        content = json.loads(self.reader.get_document(Name=document)["Content"])
-        values = {name: spec.get("default", "") for name, spec in content.get("parameters", {}).items()}
-        unknown = set(parameters) - set(values)
-        if unknown:
-            raise DayFailed(f"document {document} has no parameter(s) {sorted(unknown)}")
-        values.update({name: given[0] for name, given in parameters.items()})
-        lines, timeout = [], 0.0
-        for step in content["mainSteps"]:
-            if step["action"] != "aws:runShellScript":
-                raise DayFailed(f"document {document}: step action {step['action']} is not played here")
-            lines += step["inputs"]["runCommand"]
-            seconds = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: values[m.group(1)],
-                             str(step["inputs"].get("timeoutSeconds", "3600")))
-            timeout += float(seconds)
-        return "\n".join(lines), timeout
-
-
 # --------------------------------------------------------------------------- the day
-
-
-class ShiftedClock:
-    """The Lambda's clock, moved to another wall time (monotonic and sleep are real)."""
-
-    def __init__(self, at: datetime) -> None:
-        self.offset = at.astimezone(timezone.utc) - datetime.now(timezone.utc)
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-@dataclass
-class Stack:
-    """What a day needs to know, read back from the emulator after `provision up`."""
-
-    config: Path
-    outputs: dict[str, Any]
-    functions: dict[str, dict[str, str]]  # name -> Lambda environment
-    code_dir: Path  # the deployed Lambda package, unpacked
-    queue_url: str
 
 
 def trading_date(today: date, calendar: dict[str, Any]) -> date:
@@ -287,212 +121,6 @@ def trading_date(today: date, calendar: dict[str, Any]) -> date:
             return d
         d += timedelta(days=1)
     raise DayFailed("no trading day in the next 30 days")
-
-
-def scheduled_event(when_local: datetime) -> dict[str, Any]:
-    """The event EventBridge sends for a scheduled rule firing at `when_local`."""
-    utc = when_local.astimezone(timezone.utc)
-    return {"version": "0", "id": "00000000-0000-0000-0000-000000000000", "detail-type": "Scheduled Event",
-            "source": "aws.events", "account": "123456789012", "time": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": "ap-south-1", "resources": [], "detail": {}}
-
-
-@contextlib.contextmanager
-def lambda_env(variables: dict[str, str], code_dir: Path) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(variables)
-    os.environ["ST_CALENDAR_FILE"] = str(code_dir / "calendar.json")
-    os.environ.setdefault("ST_WAITER_DELAY_SECONDS", "1")
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def load_handlers(code_dir: Path) -> tuple[Any, Any]:
-    """Import start/stop from the unpacked deployment package (fresh modules)."""
-    for mod in [m for m in sys.modules if m in ("start", "stop") or m.startswith("st_")]:
-        del sys.modules[mod]
-    sys.path.insert(0, str(code_dir))
-    try:
-        import start  # type: ignore[import-not-found]
-        import stop  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(code_dir))
-    return start, stop
-
-
-def invoke(module: Any, event: dict[str, Any], stack: Stack, fn: str, logfile: Path) -> tuple[dict[str, Any], str]:
-    """Invoke a handler in-process with its deployed environment; capture its log lines."""
-    buf = io.StringIO()
-    with lambda_env(stack.functions[fn], stack.code_dir), contextlib.redirect_stdout(buf), \
-            contextlib.redirect_stderr(buf):
-        import logging
-
-        handler = logging.StreamHandler(buf)
-        logging.getLogger().addHandler(handler)
-        try:
-            result = module.handler(event, None)
-            error = ""
-        except Exception as exc:  # noqa: BLE001 - the invocation failed, as Lambda would record it
-            result = getattr(exc, "result", None) or {"outcome": "failed"}
-            error = str(exc)
-        finally:
-            logging.getLogger().removeHandler(handler)
-    with open(logfile, "a") as fh:
-        fh.write(f"--- {fn} {json.dumps(event)}\n{buf.getvalue()}\nresult: {json.dumps(result, default=str)}\n"
-                 f"error: {error}\n\n")
-    return result, error
-
-
-def notifications(queue_url: str) -> list[dict[str, str]]:
-    sqs = boto3.client("sqs")
-    found: list[dict[str, str]] = []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not msgs:
-            return found
-        for m in msgs:
-            body = json.loads(m["Body"])
-            found.append({"subject": body.get("Subject", ""), "message": body.get("Message", "")})
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-
-
-def crontab_entries(text: str) -> dict[str, tuple[list[str], str]]:
-    """Named entries of ``crontab -l``: name -> (the five time fields, the command as cron runs it)."""
-    entries: dict[str, tuple[list[str], str]] = {}
-    name = None
-    for line in text.splitlines():
-        if line.startswith("#Ansible: "):
-            name = line[len("#Ansible: "):].strip()
-            continue
-        if name and line.strip() and not line.startswith("#") and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line):
-            fields = line.split(None, 5)
-            entries[name] = (fields[:5], fields[5].replace("\\%", "%"))  # cron turns \% into %
-            name = None
-    return entries
-
-
-def parse_crontab(text: str) -> dict[str, str]:
-    """Cron jobs by name from ``crontab -l``: the exact command cron would run (``__env__``: its
-    environment lines)."""
-    jobs = {name: command for name, (_, command) in crontab_entries(text).items()}
-    jobs["__env__"] = "\n".join(ln for ln in text.splitlines() if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", ln))
-    return jobs
-
-
-def crontab_jobs(host: Host) -> dict[str, str]:
-    """ec2-user's cron jobs by name: the exact line cron would run (environment lines included)."""
-    return parse_crontab(host.sh("crontab -l").stdout)
-
-
-def cron_command(jobs: dict[str, str], name: str, user: str = "ec2-user") -> str:
-    """A shell command that runs job ``name`` as cron does: /bin/sh, cron's minimal environment plus the
-    crontab's own lines. Run it as ``user``."""
-    name = next((k for k in jobs if k == name or k.endswith(f"-{name}")), name)  # roles prefix the stack
-    if name not in jobs:
-        raise DayFailed(f"no cron job named {name!r} in {user}'s crontab (have: {sorted(jobs)})")
-    exports = "".join(f"export {ln.split('=', 1)[0]}={shlex.quote(ln.split('=', 1)[1])}; "
-                      for ln in jobs["__env__"].splitlines())
-    script = f"{exports}{jobs[name]}"
-    return (f"env -i HOME=/home/{user} LOGNAME={user} USER={user} SHELL=/bin/sh PATH=/usr/bin:/bin "
-            f"/bin/sh -c {shlex.quote(script)}")
-
-
-def as_user(command: str, user: str, login: str) -> str:
-    """A shell command for the login user's shell that runs ``command`` as ``user`` (sudo when it is another;
-    from ``/``, since the login user's home may be closed to it)."""
-    return command if user == login else f"cd / && sudo -n -u {shlex.quote(user)} {command}"
-
-
-def run_cron_job(host: Host, jobs: dict[str, str], name: str, log: Path) -> subprocess.CompletedProcess[str]:
-    """Run a job as cron does, as ec2-user."""
-    return host.sh(cron_command(jobs, name), check=False, log=log)
-
-
-# --------------------------------------------------------------------------- wheels
-
-
-def _download_wheels(requirements: list[str], dest: Path, log: Path | None = None) -> Path:
-    """Wheels for the host (CPython 3.9), with publish's own builder, cached per requirement set.
-
-    Each set gets a directory of its own (dest/<hash>), so wheels of an older pin
-    list never sit beside the current ones.
-    """
-    from provision.publish import build_wheelhouse
-
-    here = dest / hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12]
-    stamp = here / ".complete"
-    if not stamp.exists():
-        here.mkdir(parents=True, exist_ok=True)
-        reqs = here / ".requirements.txt"
-        reqs.write_text("\n".join(requirements) + "\n")
-        lines: list[str] = []
-        build_wheelhouse(reqs, here, log=lines.append)
-        if log is not None:
-            with open(log, "a") as fh:
-                fh.write("\n".join(lines) + "\n")
-        stamp.write_text("")
-    return here
-
-
-def tool_wheelhouse(log: Path | None = None) -> Path:
-    """Wheels for the host routine's virtualenv, from the role's pinned tool packages."""
-    import yaml
-
-    defaults = yaml.safe_load((ROOT / "roles/workspace_sync/defaults/main.yml").read_text())
-    return _download_wheels(list(defaults["workspace_sync_tool_packages"]), WHEEL_CACHE / "host-tools", log)
-
-
-# --------------------------------------------------------------------------- reaching the host
-
-
-def tunnel_env(targets: dict[str, str], key: str) -> dict[str, str]:
-    """What the local world changes for Ansible: the tunnel's command, and nothing else of the path.
-
-    The dynamic inventory still finds the instance in the emulator and still
-    connects through its ProxyCommand; ``devtools/tunnel.py`` carries the
-    connection to the test host instead of Session Manager. The key is the
-    test host's own, and host keys of these throwaway hosts (a benchmark maps
-    one instance to two hosts in turn) are not remembered in root's known_hosts.
-    """
-    return {
-        "ST_TUNNEL_COMMAND": f"{sys.executable} {ROOT / 'devtools' / 'tunnel.py'}",
-        "ST_TUNNEL_TARGETS": ",".join(f"{k}={v}" for k, v in targets.items()),
-        "ST_SSH_KEY": key,
-        "ANSIBLE_SSH_EXTRA_ARGS": "-o UserKnownHostsFile=/dev/null",
-    }
-
-
-def recap(text: str) -> dict[str, int]:
-    """The PLAY RECAP counters of one ansible-playbook run, summed over hosts."""
-    totals: dict[str, int] = {}
-    for line in text.splitlines():
-        if "ok=" in line and "changed=" in line and ":" in line:
-            for item in line.split(":", 1)[1].split():
-                if "=" in item:
-                    k, v = item.split("=", 1)
-                    if v.isdigit():
-                        totals[k] = totals.get(k, 0) + int(v)
-    return totals
-
-
-def ansible_defaults_config(directory: Path) -> Path:
-    """An ansible.cfg of Ansible's defaults (ANSIBLE_CONFIG), naming only this repository's roles: what the
-    benchmark and aws-check time the project's ansible.cfg against."""
-    path = directory / "ansible-defaults.cfg"
-    path.write_text(f"[defaults]\nroles_path = {ROOT / 'roles'}\n")
-    return path
-
-
-def inventory_host(env: dict[str, str], log: Path) -> str:
-    """The one host the product's dynamic inventory finds (DayFailed otherwise)."""
-    graph = run([str(BIN / "ansible-inventory"), "--graph"], env=env, log=log)
-    names = sorted({ln.split("--")[-1].strip() for ln in graph.stdout.splitlines() if "--" in ln and "@" not in ln})
-    if len(names) != 1:
-        raise DayFailed(f"expected one host in the inventory, found {names}:\n{graph.stdout}")
-    return names[0]
 
 
 # --------------------------------------------------------------------------- the whole flow

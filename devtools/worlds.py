@@ -19,8 +19,8 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devtools import hostkeys, tradingday
-from devtools.tradingday import BIN
+from devtools import handlers, hostkeys, tradingday
+from devtools.testhost import BIN
 from provision.aws import Clients, error_code, paginate
 from provision.lambdas import function_name
 
@@ -176,9 +176,9 @@ class LocalWorld(AwsWorld):
         assert stack is not None
         kind = "start" if function.endswith("-start") else "stop"
         self.day.agent_for()
-        start_mod, stop_mod = tradingday.load_handlers(stack.code_dir)
+        start_mod, stop_mod = handlers.load_handlers(stack.code_dir)
         before = log.stat().st_size if log.exists() else 0
-        result, error = tradingday.invoke(start_mod if kind == "start" else stop_mod, payload, stack, kind, log)
+        result, error = handlers.invoke(start_mod if kind == "start" else stop_mod, payload, stack, kind, log)
         with open(log, "rb") as fh:
             fh.seek(before)
             self.write_function_log(function, fh.read().decode(errors="replace"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from devtools.tradingday import as_user, cron_command, crontab_entries, parse_crontab
+from devtools.crontab import as_user, cron_command, crontab_entries, parse_crontab
 
 CRONTAB = """\
 #Ansible: simpletrader-pre-market-setup

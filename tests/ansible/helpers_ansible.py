@@ -41,6 +41,6 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 def tool_wheelhouse() -> Path:
     """Wheels of the tool requirements for the host's Python 3.9, built once and cached."""
-    from devtools.tradingday import tool_wheelhouse as build
+    from devtools.wheels import tool_wheelhouse as build
 
     return build()

@@ -65,7 +65,7 @@ def rootfs() -> Path:
 def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tool venv's packages (roles/workspace_sync defaults) and the routine's wheel, built as the role
     builds it, for 3.9, unpacked into a site dir."""
-    from devtools.tradingday import tool_wheelhouse
+    from devtools.wheels import tool_wheelhouse
     from provision.publish import PublishError
 
     try:
