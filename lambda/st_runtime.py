@@ -391,17 +391,46 @@ def line_warnings(line: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in line.split(WARNING_MARK)[1:] if part.strip())
 
 
+#: Error codes AWS gives for throttling (botocore's own list); with any 5xx, worth asking again.
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
+    "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
+})
+
+
+def transient(err: Exception) -> bool:
+    """Whether asking again later may succeed: throttling, a 5xx, or no answer at all (BotoCoreError:
+    a connection or read timeout that outlasted botocore's own retries)."""
+    if isinstance(err, BotoCoreError):
+        return True
+    if isinstance(err, ClientError):
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or error_code(err) in THROTTLING_CODES
+    return False
+
+
 def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float, clock: Clock,
                  log: StepLog, poll_seconds: float = 5.0) -> CommandResult:
-    """Poll the command's invocation until a terminal status or ``deadline`` (then try to cancel it)."""
+    """Poll the command's invocation until a terminal status or ``deadline`` (then try to cancel it).
+
+    A poll that fails transiently is logged and polled again: the command is still running on the host,
+    and giving up on it (the stop function would then stop the instance mid-upload) loses more than
+    waiting. Any other error is raised.
+    """
     status = "Pending"
     while True:
         try:
             inv = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
-        except ClientError as err:
-            if error_code(err) != "InvocationDoesNotExist":  # not visible yet right after send
+        except (ClientError, BotoCoreError) as err:
+            if isinstance(err, ClientError) and error_code(err) == "InvocationDoesNotExist":
+                inv = None  # not visible yet right after send
+            elif transient(err):
+                log.warning("command-poll-failed", command_id=command_id, error=describe_error(err)[:200])
+                inv = None
+            else:
                 raise
-            inv = None
         if inv is not None:
             status = str(inv.get("Status", "Pending"))
             if status not in RUNNING_COMMAND_STATUSES:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import stop
+from botocore.exceptions import EndpointConnectionError
 from fnhelpers import (
     EOD_DOCUMENT,
     FakeClock,
@@ -113,6 +114,38 @@ def test_eod_deadline_leaves_time_to_stop_within_the_function_timeout(stack: Sta
     # 300s left: 20s reporting reserve and 120s to stop leave 160s for the routine.
     assert clock.slept <= 160.0
     assert stack.state() == "stopped" and result["outcome"] == "eod-failed"
+
+
+def test_a_poll_that_fails_transiently_does_not_stop_the_host_mid_upload(stack: Stack) -> None:
+    # Throttled, a 503 and no answer at all (each past botocore's own retries): the routine is still
+    # uploading on the host, so the function asks again instead of stopping the instance under it.
+    answers = [error_response("ThrottlingException", "Rate exceeded"),
+               error_response("InternalServerError", "try later", status=503)]
+    polls: list[str] = []
+
+    def flaky(**_: Any) -> Any:
+        polls.append("poll")
+        if len(polls) == 3:
+            raise EndpointConnectionError(endpoint_url="https://ssm.ap-south-1.amazonaws.com/")
+        return answers[len(polls) - 1] if len(polls) <= len(answers) else None
+
+    stack.ssm.meta.events.register("before-call.ssm.GetCommandInvocation", flaky)
+    stack.ec2.meta.events.register("before-call.ec2.StopInstances", lambda **_: polls.append("stop"))
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    result = run(stack, clock)
+    assert result["outcome"] == "stopped" and result["ok"]
+    assert result["command"]["status"] == "Success"
+    assert polls == ["poll", "poll", "poll", "poll", "stop"]
+    assert stack.state() == "stopped"
+
+
+def test_a_poll_that_is_refused_is_reported_and_still_stops(stack: Stack) -> None:
+    # Not transient (the role may not read the command): the day is reported failed, the host stopped.
+    answer_first(stack.ssm, "before-call.ssm.GetCommandInvocation", 10**6,
+                 lambda: error_response("AccessDeniedException", "not authorized to GetCommandInvocation"))
+    result = run_failing(stack)
+    assert result["outcome"] == "eod-failed" and "AccessDeniedException" in result["error"]
+    assert stack.state() == "stopped"
 
 
 def test_agent_not_ready_at_stop_is_retried(stack: Stack) -> None:
