@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from example_release import BUCKET, CODE_DIR, body
 from wshelpers import Host, exchange_today
 
@@ -189,3 +191,39 @@ def test_an_old_virtualenv_stays_until_the_new_one_is_built(host: Host, s3: Any,
     assert sync.returncode == 0, sync.stdout + sync.stderr
     assert not old.exists()
     assert body(s3, f"logs/{exchange_today()}/trades.csv") == b"not uploaded yet\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the old directory is handed to another user")
+def test_a_requirements_txt_planted_in_the_old_directory_is_not_installed_as_root(
+        host: Host, s3: Any, published: dict[str, Any]) -> None:
+    """The trading user owns the projects directory, so it can make an old state dir at any time, with a
+    release whose requirements.txt names a source tree of its own: its build backend would run as root."""
+    user = pwd.getpwnam("nobody")
+    home = host.base / "home"
+    (home / "projects").mkdir(parents=True)
+    host.overrides.update(workdir=str(home / "projects" / "SimpleTrader"), owner={"user": "nobody"},
+                          closure_script="")
+    first = host.run("sync")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # What the trading user can do in its own directories.
+    proof = home / "built-as"
+    package = home / "planted"
+    package.mkdir()
+    (package / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                                            'backend-path = ["."]\n[project]\nname = "planted"\nversion = "1"\n')
+    (package / "backend.py").write_text(f"import os\nopen({str(proof)!r}, 'w').write(str(os.getuid()))\n")
+    release = home / "projects" / ".simpletrader" / "releases" / "planted"
+    release.mkdir(parents=True)
+    requirements = f"{package}\n".encode()
+    (release / "requirements.txt").write_bytes(requirements)
+    (release / ".simpletrader-release.json").write_text(
+        json.dumps({"venv": hashlib.sha256(requirements).hexdigest()}))
+    host.workdir.unlink()
+    host.workdir.symlink_to(release)
+    for path in [home, *home.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+    eod = host.run("eod")
+    assert not proof.exists(), f"the planted package was built, as uid {proof.read_text()}"
+    assert "is not the one the bucket's manifest lists" in eod.stdout
+    assert not list((host.state_dir / "venvs").glob(hashlib.sha256(requirements).hexdigest() + "*"))

@@ -16,9 +16,12 @@ interruption at any point:
 2. the workdir symlink is switched to the moved current release;
 3. the current release's virtualenv, which records its own absolute path and
    cannot move, is rebuilt in ``<state_dir>/venvs/`` from that release's
-   requirements.txt (its sha256 must be the virtualenv's name) with the
-   wheels the bucket's manifest lists; a wheel of the old wheelhouse is used
-   only when its sha256 is the manifest's, the others are downloaded;
+   requirements.txt (its sha256 must be the virtualenv's name and the
+   requirements.txt the bucket's manifest lists: the old directory is the
+   trading user's, and a requirements.txt can name a source tree whose build
+   runs as root) with the wheels the bucket's manifest lists; a wheel of the
+   old wheelhouse is used only when its sha256 is the manifest's, the
+   others are downloaded;
 4. the ready marker is carried over, pointing at the moved release and the
    rebuilt virtualenv (when that could not be rebuilt it is not: the cron
    jobs wait for the next sync, which builds it, and the old virtualenvs and
@@ -217,7 +220,13 @@ def rebuild_venv(cfg: Config, old: Old, release: Path, cmd: str) -> Optional[str
         if size > REQUIREMENTS_LIMIT or digest != req_hash:
             raise Failure("its requirements.txt is not the one it was built from")
         bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
-        for obj in by_role(read_manifest(cfg, bucket)).get("wheel", []):
+        objects = by_role(read_manifest(cfg, bucket))
+        # The old directory is the trading user's: what it holds, root installs only when the operator
+        # published it. A requirements.txt can name a local source tree whose build runs as root.
+        if req_hash not in {obj.get("sha256") for obj in objects.get("requirements", [])}:
+            raise Failure("its requirements.txt is not the one the bucket's manifest lists, and root installs "
+                          "only published requirements")
+        for obj in objects.get("wheel", []):
             seed_wheel(cfg, old, obj)
             fetch_wheel(cfg, bucket, obj)
         ensure_venv(cfg, requirements, req_hash, cmd)
