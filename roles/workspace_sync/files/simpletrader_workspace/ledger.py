@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import Config
+from .errors import Failure
 from .fsutil import Beneath, copy_fd, read_json, sha256_file
 from .output import say
 from .s3 import Bucket, aws_errors, describe
@@ -92,8 +93,12 @@ def seed_ledger(cfg: Config, bucket: Bucket, previous: Optional[Path], dest: Pat
     else:
         try:
             download_ledger(cfg, bucket, target, known)
-        except aws_errors() as exc:
-            say("sync", f"WARNING: could not fetch the ledger from the bucket ({describe(exc)})")
+        except aws_errors() + (Failure,) as exc:
+            # Not a warning: the jobs would append to a missing or cut ledger, and the end of day would
+            # upload it over the bucket's. The sync fails; the new release is discarded.
+            raise Failure(f"could not fetch the ledger from the bucket's {cfg.prefixes['ledger']} "
+                          f"({describe(exc)}); the jobs must not start without it. Run the sync again once "
+                          "the bucket can be read") from None
     files = {}
     for rel, path, _key in data_files(cfg, dest):
         entry = known.get(rel)

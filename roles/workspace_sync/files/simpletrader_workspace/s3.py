@@ -152,10 +152,18 @@ class Bucket:
         return size, digest.hexdigest()
 
     def download_to(self, key: str, path: Path) -> None:
-        """Copy an object to a new or truncated file, unverified (there is nothing to verify it against)."""
-        body = self.s3.get_object(Bucket=self.name, Key=key)["Body"]
+        """Copy an object to a new or truncated file, whole: a copy shorter than the object's length (a
+        connection that dropped part-way) raises Failure. There is no sha256 to check it against."""
+        response = self.s3.get_object(Bucket=self.name, Key=key)
         with open(path, "wb") as fh:
-            shutil.copyfileobj(body, fh, CHUNK)
+            try:
+                shutil.copyfileobj(response["Body"], fh, CHUNK)
+            except aws_errors() as exc:
+                raise Failure(f"download of {key} was interrupted: {describe(exc)}") from None
+            size = fh.tell()
+        expected = response.get("ContentLength")
+        if expected is not None and size != int(expected):
+            raise Failure(f"download of {key} ended after {size} of {expected} bytes")
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under ``prefix``."""
