@@ -191,6 +191,9 @@ class Bucket(Resource):
         # Only our keys are compared: an adopted bucket may carry the operator's own tags.
         ours = tags.resource_tags(ctx.stack, "bucket")
         all_tags = tags.from_aws(tagset)
+        other = all_tags.get(tags.STACK_KEY)
+        if all_tags.get(tags.PROJECT_KEY) == tags.PROJECT_VALUE and other and other != ctx.stack:
+            raise _another_stacks(name, other, ctx.stack)
         live["tags"] = {k: all_tags.get(k) for k in ours}
         live["all_tags"] = all_tags
         return live
@@ -296,6 +299,16 @@ class Bucket(Resource):
                     f"could not empty bucket {name}: {first.get('Key')}: {first.get('Code')} "
                     f"{first.get('Message', '')}; fix access and re-run down")
         s3.delete_bucket(Bucket=name, **owner)
+
+
+def _another_stacks(name: str, other: str, stack: str) -> ProvisionError:
+    return ProvisionError(
+        f"bucket {name} belongs to stack {other!r} (its Stack tag), not to {stack!r}; nothing was changed. Two "
+        "stacks cannot share a bucket: each one's policy lets only its own host read secrets/, and their trade "
+        "logs and ledgers would mix. Give this stack a bucket of its own: set bucket.name in the stack config, "
+        f"or export s3_bucket_suffix=-<name>. (If {other!r} is this stack under its old name, run `python -m "
+        f"provision down` with stack.name: {other} first; the bucket is kept.)"
+    )
 
 
 def _taken(name: str) -> ProvisionError:

@@ -4,9 +4,11 @@ keys, and keeps the operator's (an Athena reader's grant, a rule of their own, t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
+import yaml
 from provhelpers import Runner
 
 from provision.bucket import LIFECYCLE_IDS, POLICY_SIDS
@@ -76,3 +78,23 @@ def test_a_changed_expiry_is_planned_and_applied_to_our_rules_only(run: Runner) 
     rules = {r["ID"]: r for r in bucket_state()["rules"]}
     assert rules["expire-scratch"] == THEIR_RULE | {"Filter": {"Prefix": "scratch/"}}
     assert {rules[i]["NoncurrentVersionExpiration"]["NoncurrentDays"] for i in LIFECYCLE_IDS.values()} == {7}
+
+
+
+def test_a_second_stack_does_not_take_over_the_first_stacks_bucket(run: Runner, stack_config: Path) -> None:
+    """Only stack.name differs: the second stack's plan and up refuse the bucket and change nothing."""
+    assert run("up", "--yes").code == 0
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv", Body=b"live\n")
+    before = (s3.get_bucket_policy(Bucket=BUCKET)["Policy"], s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"])
+    raw = yaml.safe_load(stack_config.read_text())
+    raw["stack"]["name"] = "paper"
+    stack_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for command in (("plan",), ("up", "--yes")):
+        result = run(*command)
+        assert result.code != 0
+        assert f"bucket {BUCKET} belongs to stack 'simpletrader' (its Stack tag), not to 'paper'" in result.err
+        assert "set bucket.name" in result.err
+        assert run.last_recorder is not None and not run.last_recorder.mutating()
+    assert (s3.get_bucket_policy(Bucket=BUCKET)["Policy"], s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]) == before
+    assert s3.get_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv")["Body"].read() == b"live\n"
