@@ -9,9 +9,14 @@ Pure: no AWS call, no file I/O. The format is in docs/CONTRACTS.md::
 
 Holidays come from ``holidays.financial_holidays(exchange)``, a maintained
 source, plus the stack's ``extra_holidays``. A year is *covered* only when the
-package has the exchange's confirmed list for it: the package can compute any
-year from rules, but for a year whose list is not out yet some dates are
-estimates (shown as "... (estimated)"). Such a year is left out of
+package has the exchange's confirmed list for it. The package computes any
+year from rules (festival dates from the Hindu and Islamic calendars, for
+NSE), so a computed year looks complete; what tells a confirmed one is that
+the package cites the exchange's own published list for it (the "Historical
+data" years of the exchange's class, one circular per year for NSE), and
+that none of its dates is an estimate ("... (estimated)"). An exchange whose
+class cites no yearly list (one whose holidays follow fixed rules) is judged
+by the estimates alone. A year that is not covered is left out of
 ``covered_years`` and none of its package dates are shipped, so the start
 function treats its weekdays as trading days and warns, rather than skipping
 a real trading day on a guessed holiday. Extra holidays and special sessions
@@ -20,6 +25,7 @@ from the config are always shipped.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +47,23 @@ def exchange_days(exchange: str, years: list[int]) -> tuple[dict[date, str], lis
         if day.year in by_year:
             by_year[day.year][day] = str(name)
     start_year = int(getattr(source, "start_year", 0) or 0)
+    cited = sourced_years(source)
     covered = sorted(
         y for y, days in by_year.items()
         if y >= start_year and days and not any(ESTIMATED_MARK in n for n in days.values())
+        and (cited is None or y in cited)
     )
     return {d: n for y in covered for d, n in by_year[y].items()}, covered
+
+
+def sourced_years(source: object) -> set[int] | None:
+    """The years the package cites the exchange's own published list for: the ``* [YYYY](<link>)`` lines
+    of its exchange class's docstring ("Historical data"). None when the class cites no such year."""
+    for cls in type(source).__mro__:
+        years = {int(y) for y in re.findall(r"^\s*\*\s*\[(\d{4})\]\(", cls.__dict__.get("__doc__") or "", re.M)}
+        if years:
+            return years
+    return None
 
 
 def build_calendar(cfg: Config, years: list[int]) -> dict[str, Any]:

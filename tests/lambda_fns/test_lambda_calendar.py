@@ -6,11 +6,12 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 
+import holidays
 import pytest
 from fnhelpers import checked_config, write_calendar
 from st_calendar import CalendarError, TradingCalendar
 
-from provision.trading_calendar import build_calendar
+from provision.trading_calendar import build_calendar, exchange_days, sourced_years
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,26 @@ def test_year_with_estimated_dates_is_not_covered_and_ships_no_guesses() -> None
     data = build_calendar(checked_config(["2027-01-01"]), [2026, 2027])
     assert data["covered_years"] == [2026]
     assert [d for d in data["holidays"] if d.startswith("2027")] == ["2027-01-01"]  # only the stack's own
+
+
+def test_a_computed_year_without_estimates_is_not_covered_either() -> None:
+    # holidays 0.109 computes 2028 from festival rules with no date marked estimated, but NSE has not
+    # published it: shipping those dates would skip real trading days if a festival falls otherwise.
+    data = build_calendar(checked_config(), [2026, 2027, 2028])
+    assert data["covered_years"] == [2026]
+    assert not [d for d in data["holidays"] if d >= "2027"]
+
+
+def test_the_years_the_package_cites_nse_lists_for_are_read() -> None:
+    # The rule above rests on the package citing NSE's circular per year; a package whose docstring no
+    # longer reads so would fall back to the estimates alone, so a bump of holidays must fail here first.
+    cited = sourced_years(holidays.financial_holidays("XNSE"))
+    assert cited is not None and {2001, 2025, 2026} <= cited and 2027 not in cited
+
+
+def test_an_exchange_with_fixed_rules_is_judged_by_the_estimates_alone() -> None:
+    assert sourced_years(holidays.financial_holidays("XNYS")) is None
+    assert exchange_days("XNYS", [2026, 2027])[1] == [2026, 2027]
 
 
 @pytest.mark.parametrize(("day", "is_open", "reason", "name"), [
