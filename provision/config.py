@@ -370,6 +370,19 @@ class NetworkConfig:
     CROSS_CHECKS = (subnet_inside, ingress_fits_access)
 
 
+#: The longest command deadline the stop function can keep: its 900 s timeout (provision/lambdas.py), less
+#: 20 s to report and 120 s to stop the instance after the routine (lambda/st_runtime.py, lambda/stop.py).
+COMMAND_TIMEOUT_MAX = 760
+
+
+def command_timeout(value: Any, ctx: Context) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > COMMAND_TIMEOUT_MAX:
+        raise Problem(f"is {value}, but the stop function can wait at most {COMMAND_TIMEOUT_MAX} s for the "
+                      "end-of-day routine (its 900 s timeout, less 20 s to report and 120 s to stop the "
+                      f"instance); set it to {COMMAND_TIMEOUT_MAX} or less")
+    return whole(30, COMMAND_TIMEOUT_MAX)(value, ctx)
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     timezone: str = key(string, iana_zone)
@@ -380,7 +393,7 @@ class ScheduleConfig:
         not_empty("is empty; list the trading weekdays, e.g. [MON, TUE, WED, THU, FRI]"),
         default=["MON", "TUE", "WED", "THU", "FRI"], doc_default="`[MON, TUE, WED, THU, FRI]`")
     agent_wait_seconds: int = key(whole(10, 840), default=300)
-    command_timeout_seconds: int = key(whole(30, 880), default=600)
+    command_timeout_seconds: int = key(command_timeout, default=600)
 
     @staticmethod
     def stop_after_start(v: dict[str, Any], ctx: Context) -> list[tuple[str, str]]:

@@ -16,11 +16,15 @@ from fnhelpers import (
     budget,
     command_status,
     error_response,
+    fake_response,
     force_instance_state,
     ist,
     record_params,
 )
-from st_runtime import Event, InvocationFailed
+from st_runtime import REPORT_RESERVE_SECONDS, Event, InvocationFailed
+
+from provision.config import COMMAND_TIMEOUT_MAX
+from provision.lambdas import TIMEOUT_SECONDS
 
 DAY = "2026-01-28"
 
@@ -145,6 +149,27 @@ def test_a_poll_that_is_refused_is_reported_and_still_stops(stack: Stack) -> Non
                  lambda: error_response("AccessDeniedException", "not authorized to GetCommandInvocation"))
     result = run_failing(stack)
     assert result["outcome"] == "eod-failed" and "AccessDeniedException" in result["error"]
+    assert stack.state() == "stopped"
+
+
+def test_the_longest_command_timeout_the_config_allows_is_kept(stack: Stack) -> None:
+    # The config's maximum is the stop function's own room: a routine that takes nearly all of it finishes,
+    # is read, and the instance is stopped inside the function's 900 s.
+    assert COMMAND_TIMEOUT_MAX == TIMEOUT_SECONDS - REPORT_RESERVE_SECONDS - stop.STOP_RESERVE_SECONDS
+    stack.with_settings(command_timeout_seconds=COMMAND_TIMEOUT_MAX)
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    started = clock.monotonic()
+
+    def routine(params: dict[str, Any], **_: Any) -> Any:
+        done = clock.monotonic() - started >= COMMAND_TIMEOUT_MAX - 15
+        status = "Success" if done else "InProgress"
+        return fake_response(200, {"Status": status, "StatusDetails": status, "ResponseCode": 0 if done else -1,
+                                    "StandardOutputContent": "eod: uploaded 2 files\n" if done else ""})
+
+    stack.ssm.meta.events.register("before-call.ssm.GetCommandInvocation", routine)
+    result = run(stack, clock, remaining=float(TIMEOUT_SECONDS))
+    assert result["outcome"] == "stopped" and result["command"]["status"] == "Success"
+    assert clock.slept <= TIMEOUT_SECONDS - REPORT_RESERVE_SECONDS
     assert stack.state() == "stopped"
 
 
