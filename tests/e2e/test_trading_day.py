@@ -152,6 +152,11 @@ def test_original_layout_the_closure_ran_and_data_and_job_logs_are_under_the_ori
     trading = logs[f"SimpleTraderLogs/{host_day}/jobs/trading-{host_day}.log"].decode()
     assert "starting" in trading and "finished src/setup/setup.py: exit 0" in trading
     assert f"SimpleTraderLogs/{host_day}/jobs/pre-market-setup-{host_day}.log" in logs
+    # The closure script's own output went up beside them, not into the stop function's SSM output.
+    assert b"closure: 3 trades summarised" in logs[f"SimpleTraderLogs/{host_day}/jobs/closure-{host_day}.log"]
+    assert day.agent is not None
+    eod_output = [r["StandardOutputContent"] for r in day.agent.results.values() if r["DocumentName"].endswith("-eod")]
+    assert eod_output and not [o for o in eod_output if "closure: 3 trades" in o]
     assert normal["stop"]["warnings"] == []  # the closure script is there: nothing to warn of
     assert "job logs (SimpleTraderLogs/" in normal["stop"]["command"]["output"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +23,7 @@ from typing import Any, Optional
 from . import joblogs, s3, statedir, workdir
 from .config import Config
 from .errors import Failure
-from .fsutil import is_sha256
+from .fsutil import Beneath, is_sha256
 from .migrate import migrate
 from .output import Outcome, say
 from .release import current_release, read_meta
@@ -49,7 +50,44 @@ def closure_missing(cfg: Config, root: Path) -> Optional[str]:
     return f"closure script {cfg.closure_script} is missing"
 
 
-def run_closure(cfg: Config, root: Path) -> Optional[str]:
+#: How many of the closure log's last lines a failed closure script's eod shows (each cut to 200 characters).
+TAIL_LINES = 10
+
+
+def closure_log(cfg: Config, date: str) -> Optional[Path]:
+    """Where the closure script's output goes: ``closure-<date>.log`` beside the jobs' logs, uploaded with them.
+
+    None when that directory is missing or not a plain one (the output then goes to eod's own, as the SSM
+    command's output). Kept out of eod's output, a chatty script cannot push eod's last line, which the stop
+    function reads, past the 24,000 characters SSM returns.
+    """
+    directory = joblogs.log_dir(cfg)
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(str(directory)).st_mode)
+    except OSError:
+        return None
+    return directory / f"closure-{date}.log" if is_dir else None
+
+
+def log_tail(path: Path) -> list[str]:
+    """The last lines of a log the owner user writes: read as root without following a link."""
+    beneath = Beneath(path.parent)
+    try:
+        fd = beneath.open_file(path.name)
+    except OSError:
+        return []
+    finally:
+        beneath.close()
+    try:
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - 8192), os.SEEK_SET)
+        text = os.read(fd, 8192).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    return [line[:200] for line in text.splitlines()[-TAIL_LINES:]]
+
+
+def run_closure(cfg: Config, root: Path, date: str) -> Optional[str]:
     """Run the closure script (it exists); returns a problem description or None."""
     python = workspace_python(cfg, root)
     env = dict(os.environ)
@@ -60,10 +98,17 @@ def run_closure(cfg: Config, root: Path) -> Optional[str]:
         if uid != 0:
             kwargs.update(user=uid, group=gid, extra_groups=[])
             env.update(HOME=pwd.getpwuid(uid).pw_dir, USER=cfg.user, LOGNAME=cfg.user)
-    say("eod", f"running closure script {cfg.closure_script} (timeout {cfg.closure_timeout}s)")
+    argv = [python, str(cfg.workdir / cfg.closure_script)]
+    log = closure_log(cfg, date)
+    if log is not None:
+        # The owner's own shell opens the log, as cron's do for the jobs': root writes nothing there.
+        env["ST_CLOSURE_LOG"] = str(log)
+        argv = ["/bin/sh", "-c", 'exec "$0" "$@" >>"$ST_CLOSURE_LOG" 2>&1', *argv]
+    say("eod", f"running closure script {cfg.closure_script} (timeout {cfg.closure_timeout}s"
+               + (f"; its output goes to {log}, uploaded with the job logs)" if log else ")"))
     try:
         proc = subprocess.run(
-            [python, str(cfg.workdir / cfg.closure_script)],
+            argv,
             cwd=str(cfg.workdir),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -72,12 +117,17 @@ def run_closure(cfg: Config, root: Path) -> Optional[str]:
             **kwargs,
         )
     except subprocess.TimeoutExpired:
-        return f"closure script timed out after {cfg.closure_timeout}s"
+        problem = f"closure script timed out after {cfg.closure_timeout}s"
     except OSError as exc:
         return f"closure script could not start: {exc}"
-    if proc.returncode != 0:
-        return f"closure script exited {proc.returncode}"
-    return None
+    else:
+        if proc.returncode == 0:
+            return None
+        problem = f"closure script exited {proc.returncode}"
+    if log is not None:
+        for line in log_tail(log):
+            say("eod", f"closure | {line}")
+    return problem
 
 
 def upload_job_logs(cfg: Config, bucket: s3.Bucket, date: str, warnings: list[str]) -> joblogs.Uploaded:
@@ -120,7 +170,7 @@ def run(cfg: Config) -> Outcome:
     missing = closure_missing(cfg, root)
     if missing:
         warnings.append(missing)
-    problem = None if missing or not cfg.closure_script else run_closure(cfg, root)
+    problem = None if missing or not cfg.closure_script else run_closure(cfg, root, date)
     if problem:
         say("eod", f"WARNING: {problem}; uploading anyway")
     bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
