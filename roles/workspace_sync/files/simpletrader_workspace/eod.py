@@ -27,7 +27,7 @@ from .fsutil import Beneath, is_sha256
 from .migrate import migrate
 from .output import Outcome, say
 from .release import current_release, read_meta
-from .upload import upload_data
+from .upload import not_uploaded, upload_data
 
 
 def workspace_python(cfg: Config, root: Path) -> str:
@@ -175,8 +175,13 @@ def run(cfg: Config) -> Outcome:
         say("eod", f"WARNING: {problem}; uploading anyway")
     bucket = s3.Bucket(s3.client(cfg), cfg.bucket)
     today_dir = root / cfg.trade_logs / date
-    if not today_dir.is_dir():
+    if not today_dir.is_dir() or today_dir.is_symlink() or today_dir.parent.is_symlink():
         say("eod", f"no trade logs for {date} in {today_dir.parent}")
+    left = not_uploaded(cfg, root)
+    if left:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        say("eod", f"WARNING: not uploading {shown}: links are not followed, and only regular files are uploaded")
+        warnings.append(f"trade data not uploaded, links or not regular files: {shown}")
     try:
         uploaded, skipped = upload_data(cfg, bucket, root)
     except s3.aws_errors() as exc:

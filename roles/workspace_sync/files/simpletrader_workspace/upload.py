@@ -39,6 +39,26 @@ def data_files(cfg: Config, root: Path) -> list[tuple[str, Path, str]]:
     return out
 
 
+def not_uploaded(cfg: Config, root: Path) -> list[str]:
+    """What sits among the trade data but is never uploaded (paths relative to ``root``): links, which root
+    does not follow in the trading user's directories, and anything that is neither a file nor a directory."""
+    out: list[str] = []
+    for local in (cfg.trade_logs, cfg.ledger):
+        base = root / local
+        if base.is_symlink():
+            out.append(local)
+            continue
+        if not base.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(str(base)):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                    out.append(path.relative_to(root).as_posix())
+    return out
+
+
 def read_data_file(beneath: Beneath, rel: str) -> tuple[int, int, str]:
     """(descriptor, size, sha256) of a trade data file, opened without following any link."""
     fd = beneath.open_file(rel)
