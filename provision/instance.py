@@ -65,6 +65,17 @@ def find_instance(ctx: Context) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def root_volume(ctx: Context, instance: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The instance's root EBS volume: its id and size in GiB (None, None when it has none)."""
+    root = instance.get("RootDeviceName")
+    ids = [m["Ebs"]["VolumeId"] for m in instance.get("BlockDeviceMappings", [])
+           if m.get("DeviceName") == root and "Ebs" in m]
+    if not ids:
+        return None, None
+    volumes = ctx.clients.ec2.describe_volumes(VolumeIds=ids[:1])["Volumes"]
+    return ids[0], (int(volumes[0]["Size"]) if volumes else None)
+
+
 class Instance(Resource):
     address = "instance"
 
@@ -85,6 +96,8 @@ class Instance(Resource):
             "key_name": i.get("KeyName"),
             "instance_profile": (i.get("IamInstanceProfile") or {}).get("Arn"),
             "public_ip": i.get("PublicIpAddress"),
+            "architecture": i.get("Architecture"),
+            "root_volume_gb": root_volume(ctx, i)[1],
         }
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
@@ -98,6 +111,8 @@ class Instance(Resource):
             "security_groups": [ctx.id("security_group_id")],
             "key_name": ctx.id("key_name"),
             "instance_profile": ctx.id("instance_profile_arn"),
+            "architecture": ctx.cfg.instance.architecture,
+            "root_volume_gb": ctx.cfg.instance.root_volume_gb,
         }
 
     def _image(self, ctx: Context) -> dict[str, Any]:
@@ -175,10 +190,16 @@ class Instance(Resource):
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         ec2 = ctx.clients.ec2
         for d in diffs:
-            if d.attr in ("subnet_id", "key_name", "instance_profile"):
+            if d.attr in ("subnet_id", "key_name", "instance_profile", "architecture"):
                 raise ProvisionError(
                     f"instance: {d.attr} changed ({d.old} -> {d.new}) and needs a new host; run "
                     "`python -m provision down --yes` then `up --yes` outside market hours"
+                )
+            if d.attr == "root_volume_gb" and (d.old is None or d.new < d.old):
+                raise ProvisionError(
+                    f"instance.root_volume_gb: {d.old} -> {d.new}, but an EBS volume can only grow; keep "
+                    f"{d.old} or more, or replace the host (`python -m provision down --yes` then `up --yes`, "
+                    "after `python -m provision stop --eod`: the host's disk goes with it)"
                 )
         for d in diffs:
             if d.attr == "http_tokens":
@@ -195,6 +216,11 @@ class Instance(Resource):
                         "and re-run up"
                     )
                 ec2.modify_instance_attribute(InstanceId=live["id"], InstanceType={"Value": d.new})
+            elif d.attr == "root_volume_gb":
+                # Online: the volume grows now, the partition and file system at the host's next boot
+                # (Amazon Linux's cloud-init grows them at every boot).
+                volume_id, _ = root_volume(ctx, find_instance(ctx) or {})
+                ec2.modify_volume(VolumeId=volume_id, Size=d.new)
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
         ec2 = ctx.clients.ec2

@@ -144,3 +144,42 @@ def test_lambda_retry_attempts_set_and_drift_repaired(run: Runner) -> None:
     assert run.last_recorder is not None
     assert [c[2] for c in run.last_recorder.mutating()] == ["PutFunctionEventInvokeConfig"]
     assert lam.get_function_event_invoke_config(FunctionName="simpletrader-stop")["MaximumRetryAttempts"] == 0
+
+
+def root_volume_size() -> int:
+    ec2 = boto3.client("ec2")
+    host = [i for r in ec2.describe_instances(Filters=STACK)["Reservations"] for i in r["Instances"]][0]
+    [volume_id] = [m["Ebs"]["VolumeId"] for m in host["BlockDeviceMappings"]
+                   if m["DeviceName"] == host["RootDeviceName"]]
+    return int(ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"])
+
+
+def test_a_larger_root_volume_is_planned_and_grown_a_smaller_one_refused(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    before = root_volume_size()
+    edit_config(run.config, instance__root_volume_gb=before + 48)
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 2
+    assert f'~ instance (simpletrader-host)\n      root_volume_gb: {before} -> {before + 48}' in plan.out
+    assert run("up", "--yes").code == 0
+    assert root_volume_size() == before + 48
+    assert run("plan", "--detailed-exitcode").code == 0
+
+    edit_config(run.config, instance__root_volume_gb=before)
+    refused = run("up", "--yes")
+    assert refused.code == 1 and "Traceback" not in refused.err
+    assert f"instance.root_volume_gb: {before + 48} -> {before}, but an EBS volume can only grow" in refused.err
+    assert run.last_recorder is not None and not run.last_recorder.mutating()
+    assert root_volume_size() == before + 48
+
+
+def test_an_architecture_change_needs_a_new_host_and_changes_nothing(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    edit_config(run.config, instance__architecture="arm64", instance__type="t4g.small",
+                instance__ami_ssm_parameter="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64")
+    plan = run("plan")
+    assert 'architecture: "x86_64" -> "arm64"' in plan.out
+    refused = run("up", "--yes")
+    assert refused.code == 1
+    assert 'instance: architecture changed (x86_64 -> arm64) and needs a new host' in refused.err
+    assert run.last_recorder is not None and not run.last_recorder.mutating()
