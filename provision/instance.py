@@ -143,9 +143,12 @@ class Instance(Resource):
         image = self._image(ctx)
         subnet, sg = ctx.need("subnet_id"), ctx.need("security_group_id")
         profile, key = ctx.need("instance_profile_arn"), ctx.need("key_name")
-        token = hashlib.sha256(
-            "|".join([ctx.stack, subnet, sg, key, profile, image["ImageId"], ctx.cfg.instance.type]).encode()
-        ).hexdigest()[:64]
+        # Every launch parameter that can change is in the token: the same token with other parameters is
+        # refused by AWS (IdempotentParameterMismatch).
+        token = hashlib.sha256("|".join([
+            ctx.stack, subnet, sg, key, profile, image["ImageId"], ctx.cfg.instance.type,
+            str(ctx.cfg.instance.root_volume_gb), hashlib.sha256(USER_DATA.encode()).hexdigest(),
+        ]).encode()).hexdigest()[:64]
         kwargs: dict[str, Any] = dict(
             ImageId=image["ImageId"],
             InstanceType=ctx.cfg.instance.type,
@@ -177,15 +180,20 @@ class Instance(Resource):
             + tags.tag_spec("volume", tags.resource_tags(ctx.stack, "host-root")),
         )
         attempts = 8 if ctx.cache.get("new_instance_profile") else 3
-        result = retry_on(
-            PROFILE_NOT_READY,
-            lambda: ec2.run_instances(**kwargs),
-            attempts=attempts,
-            delay=2.0,
-            sleep=ctx.clients.sleep,
-        )
-        instance_id = result["Instances"][0]["InstanceId"]
-        ec2.get_waiter("instance_running").wait(InstanceIds=[instance_id])
+
+        def launch() -> dict[str, Any]:
+            result = retry_on(PROFILE_NOT_READY, lambda: ec2.run_instances(**kwargs), attempts=attempts,
+                              delay=2.0, sleep=ctx.clients.sleep)
+            return dict(result["Instances"][0])
+
+        instance = launch()
+        if instance.get("State", {}).get("Name") in ("shutting-down", "terminated"):
+            # AWS answered with the host an earlier launch made under this token, terminated since (outside
+            # `down`): a token outlives its instance by a day or more. A token of its own for the new host,
+            # still the same on a rerun after an interruption.
+            kwargs["ClientToken"] = hashlib.sha256(f"{token}|{instance['InstanceId']}".encode()).hexdigest()[:64]
+            instance = launch()
+        ec2.get_waiter("instance_running").wait(InstanceIds=[instance["InstanceId"]])
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         ec2 = ctx.clients.ec2

@@ -142,3 +142,32 @@ def test_throttling_past_the_limit_fails_clearly_and_a_rerun_converges(run: Runn
     again = run("up", "--yes")
     assert again.code == 0, again.err
     assert live_counts() == FULL
+
+
+def test_a_host_terminated_outside_down_is_replaced_despite_the_launch_token(run: Runner) -> None:
+    """AWS keeps a RunInstances client token for a day or more after its instance is terminated, and answers a
+    launch with that token with the dead instance (the emulator ignores tokens: the answer is played here)."""
+    from botocore.awsrequest import HTTPHeaders
+
+    assert run("up", "--yes").code == 0
+    ec2 = boto3.client("ec2")
+    live = [{"Name": "tag:Stack", "Values": ["simpletrader"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+    [old] = [i for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]]
+    ec2.terminate_instances(InstanceIds=[old["InstanceId"]])  # in the console, say
+    tokens: list[str] = []
+
+    def run_instances(params: dict[str, Any], **_: Any) -> Any:
+        tokens.append(params["body"]["ClientToken"])
+        if len(tokens) == 1:  # AWS's idempotent answer: the instance launched under this token, terminated
+            dead = {"InstanceId": old["InstanceId"], "State": {"Code": 48, "Name": "terminated"}}
+            return (AWSResponse("https://ec2", 200, HTTPHeaders(), None),
+                    {"Instances": [dead], "ResponseMetadata": {"HTTPStatusCode": 200}})
+        return None
+
+    up = run("up", "--yes", hooks=[("before-call.ec2.RunInstances", run_instances)])
+    assert up.code == 0, up.err
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+    [new] = [i for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]]
+    assert new["InstanceId"] != old["InstanceId"] and new["State"]["Name"] == "running"
+    assert run("plan", "--detailed-exitcode").code == 0
