@@ -23,6 +23,7 @@ from provision import tags
 from provision.aws import error_code, paginate, retry_on
 from provision.engine import Context, Diff, Resource
 from provision.errors import ProvisionError
+from provision.keypair import key_name
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
@@ -109,7 +110,8 @@ class Instance(Resource):
             "http_tokens": "required",
             "subnet_id": ctx.id("subnet_id"),
             "security_groups": [ctx.id("security_group_id")],
-            "key_name": ctx.id("key_name"),
+            # By name, which is the stack's own: a key pair made again under it leaves the host as it is.
+            "key_name": key_name(ctx.stack),
             "instance_profile": ctx.id("instance_profile_arn"),
             "architecture": ctx.cfg.instance.architecture,
             "root_volume_gb": ctx.cfg.instance.root_volume_gb,

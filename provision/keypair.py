@@ -111,6 +111,20 @@ def _put(ssm: Any, name: str, value: str, stack: str, description: str) -> None:
             raise
 
 
+def _host_predates(ctx: Context, pair: dict[str, Any] | None) -> bool:
+    """Whether the stack has a host launched before its key pair was made (or with none made yet): a key pair
+    deleted and made again while the host ran. Such a host trusts the older key, which only a stale parameter
+    still holds."""
+    from provision.instance import find_instance
+
+    host = find_instance(ctx)
+    if host is None:
+        return False
+    if pair is None or pair.get("CreateTime") is None or host.get("LaunchTime") is None:
+        return True
+    return bool(host["LaunchTime"] <= pair["CreateTime"])
+
+
 class KeyPair(Resource):
     address = "keypair"
 
@@ -124,6 +138,9 @@ class KeyPair(Resource):
         if pair is None and not params:
             return None
         final = parameter_name(pair["KeyPairId"]) if pair else None
+        stale = [p for p in params if p not in (final, pending)]
+        kept = stale if stale and _host_predates(ctx, pair) else []
+        ctx.cache["kept_key_parameters"] = kept
         return {
             "id": pair["KeyPairId"] if pair else None,
             "public_key": pair.get("PublicKey", "") if pair else "",
@@ -131,7 +148,7 @@ class KeyPair(Resource):
             "private_key_in_ssm": final is not None
             and (final in params or _parameter_exists(ctx.clients.ssm, final)),
             "pending_parameter": pending in params,
-            "stale_parameters": [p for p in params if p not in (final, pending)],
+            "stale_parameters": [p for p in stale if p not in kept],
         }
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
@@ -147,6 +164,13 @@ class KeyPair(Resource):
             "pending_parameter": False,
             "stale_parameters": [],
         }
+
+    def note(self, ctx: Context) -> str:
+        kept = ctx.cache.get("kept_key_parameters") or []
+        if not kept:
+            return ""
+        return (f"keeping {', '.join(kept)}: the host was launched before this stack's key pair was made, so it "
+                "may trust only that older key; it goes once the host is replaced (`down`, then `up`)")
 
     def create(self, ctx: Context) -> None:
         self._converge(ctx, None)
@@ -197,9 +221,11 @@ class KeyPair(Resource):
                     f"Private key of EC2 key pair {name} ({pair['KeyPairId']})",
                 )
         final = parameter_name(pair["KeyPairId"])
-        for stale in _our_parameters(ctx):
-            if stale != final:
-                ssm.delete_parameter(Name=stale)
+        stale = [p for p in _our_parameters(ctx) if p != final]
+        if [p for p in stale if p != pending] and _host_predates(ctx, pair):
+            stale = [pending] if pending in stale else []  # the host may trust only an older key: keep it
+        for name in stale:
+            ssm.delete_parameter(Name=name)
 
     @staticmethod
     def _pending_key(ssm: Any, name: str) -> str | None:

@@ -171,3 +171,29 @@ def test_a_host_terminated_outside_down_is_replaced_despite_the_launch_token(run
     [new] = [i for r in ec2.describe_instances(Filters=live)["Reservations"] for i in r["Instances"]]
     assert new["InstanceId"] != old["InstanceId"] and new["State"]["Name"] == "running"
     assert run("plan", "--detailed-exitcode").code == 0
+
+
+def key_parameters() -> dict[str, str]:
+    ssm = boto3.client("ssm")
+    names = [p["Name"] for p in ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/ec2/keypair/"]}])["Parameters"]]
+    return {n: ssm.get_parameter(Name=n, WithDecryption=True)["Parameter"]["Value"] for n in names}
+
+
+def test_a_key_pair_deleted_by_hand_while_the_host_runs_keeps_the_key_the_host_trusts(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    [(old_name, old_key)] = key_parameters().items()
+    boto3.client("ec2").delete_key_pair(KeyName="simpletrader-key")
+
+    plan = run("plan")
+    assert f"keeping {old_name}: the host was launched before this stack's key pair was made" in plan.out
+    assert "~ instance" not in plan.out  # the new key pair takes the same name: the host is not changed
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    after = key_parameters()
+    assert after[old_name] == old_key  # the only key the running host trusts is still there
+    assert len(after) == 2  # and the new key pair's
+    assert run("plan", "--detailed-exitcode").code == 0
+
+    assert run("down", "--yes").code == 0  # the host goes, and the old key with it
+    assert key_parameters() == {}
