@@ -264,6 +264,7 @@ def cmd_up(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[s
         o.line(plan.render())
         return 0
     o.line(plan.render())
+    plan.check_applicable()
     if not args.yes and not _confirm(o, confirm, f"Apply these changes to stack {ctx.stack}?"):
         return 1
     engine.apply(ctx, o.line, plan)

@@ -102,6 +102,10 @@ class Resource:
     def check_delete(self, ctx: Context, live: dict[str, Any]) -> None:
         """Raise before anything is deleted if this resource cannot be (e.g. a non-empty bucket)."""
 
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        """Raise (ProvisionError) when these differences cannot be applied in place (a VPC's CIDR, a running
+        host's type): ``plan`` shows the reason, and ``up`` stops before changing anything."""
+
     def note(self, ctx: Context) -> str:
         """A line ``plan`` shows with the resource, changed or not (e.g. who the bucket's operators are)."""
         return ""
@@ -122,6 +126,7 @@ class Change:
     diffs: list[Diff] = field(default_factory=list)
     live: dict[str, Any] | None = None
     note: str = ""
+    blocked: str = ""  # why the update cannot be applied in place (check_update); empty when it can
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,7 @@ class Change:
                 for d in self.diffs
             ],
             **({"note": self.note} if self.note else {}),
+            **({"blocked": self.blocked} if self.blocked else {}),
         }
 
 
@@ -182,10 +188,18 @@ class Plan:
                 lines.append(f"      {d.attr}: {_show(d.attr, d.old)} -> {_show(d.attr, d.new)}")
             if c.note:
                 lines.append(f"      # {c.note}")
+            if c.blocked:
+                lines.append(f"      # cannot be applied in place: {c.blocked}")
         if not any(c.action != "noop" for c in self.changes):
             lines.append("No changes. The live stack matches the config.")
         lines.append(self.summary())
         return "\n".join(lines)
+
+    def check_applicable(self) -> None:
+        """Raise, before anything is changed, when a planned update cannot be applied in place."""
+        blocked = [c.blocked for c in self.changes if c.blocked]
+        if blocked:
+            raise ProvisionError("; ".join(blocked) + ". Nothing was changed.")
 
     def as_json(self) -> dict[str, Any]:
         add, change, destroy = self.counts
@@ -223,7 +237,14 @@ class Engine:
         if live is None:
             return Change(r.address, r.label(ctx), "create", note=r.note(ctx))
         diffs = compare(live, r.desired(ctx))
-        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx))
+        blocked = ""
+        if diffs:
+            try:
+                r.check_update(ctx, live, diffs)
+            except ProvisionError as exc:
+                blocked = str(exc)
+        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx),
+                      blocked=blocked)
 
     def plan_up(self, ctx: Context) -> Plan:
         return Plan([self._change_for(ctx, r) for r in self.resources])
@@ -232,6 +253,8 @@ class Engine:
         """Create or update what differs. With the ``plan`` just made in this context, resources it
         found unchanged are not read again (their ids are already in ``ctx.ids``); a resource whose
         wanted state depended on one not yet created was planned as a change, so it is re-read."""
+        if plan is not None:
+            plan.check_applicable()
         planned = {c.address: c for c in plan.changes} if plan is not None else {}
         done: list[Change] = []
         for r in self.resources:
@@ -262,6 +285,8 @@ class Engine:
                     self._change_for(ctx, r)
                 progress(f"{r.address}: created ({time.monotonic() - t0:.1f}s)")
             elif change.action == "update":
+                if change.blocked:
+                    raise ProvisionError(change.blocked)
                 attrs = ", ".join(d.attr for d in change.diffs)
                 progress(f"{r.address}: updating {attrs}")
                 assert change.live is not None

@@ -77,6 +77,11 @@ def root_volume(ctx: Context, instance: dict[str, Any]) -> tuple[str | None, int
     return ids[0], (int(volumes[0]["Size"]) if volumes else None)
 
 
+#: How to replace the host, for the changes that need a new one.
+REPLACE = ("(after `python -m provision stop --eod`, then `down` and `up` outside market hours: "
+           "the host's disk goes with it)")
+
+
 class Instance(Resource):
     address = "instance"
 
@@ -197,20 +202,30 @@ class Instance(Resource):
             instance = launch()
         ec2.get_waiter("instance_running").wait(InstanceIds=[instance["InstanceId"]])
 
-    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        ec2 = ctx.clients.ec2
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        # What needs a new host is said first: stopping the host would not help with it.
         for d in diffs:
             if d.attr in ("subnet_id", "key_name", "instance_profile", "architecture"):
                 raise ProvisionError(
-                    f"instance: {d.attr} changed ({d.old} -> {d.new}) and needs a new host; run "
-                    "`python -m provision down --yes` then `up --yes` outside market hours"
+                    f"instance: {d.attr} changed ({d.old} -> {d.new}) and needs a new host: replace it "
+                    f"{REPLACE}"
                 )
+        for d in diffs:
             if d.attr == "root_volume_gb" and (d.old is None or d.new < d.old):
                 raise ProvisionError(
                     f"instance.root_volume_gb: {d.old} -> {d.new}, but an EBS volume can only grow; keep "
-                    f"{d.old} or more, or replace the host (`python -m provision down --yes` then `up --yes`, "
-                    "after `python -m provision stop --eod`: the host's disk goes with it)"
+                    f"{d.old} or more, or replace the host {REPLACE}"
                 )
+            if d.attr == "instance_type" and live["state"] != "stopped":
+                raise ProvisionError(
+                    f"instance: type {d.old} -> {d.new} needs the host stopped (it is {live['state']}); "
+                    f"stop it (aws ec2 stop-instances --instance-ids {live['id']}) outside market hours "
+                    "and re-run up"
+                )
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        ec2 = ctx.clients.ec2
+        self.check_update(ctx, live, diffs)
         for d in diffs:
             if d.attr == "http_tokens":
                 ec2.modify_instance_metadata_options(
@@ -219,12 +234,6 @@ class Instance(Resource):
             elif d.attr == "security_groups":
                 ec2.modify_instance_attribute(InstanceId=live["id"], Groups=d.new)
             elif d.attr == "instance_type":
-                if live["state"] != "stopped":
-                    raise ProvisionError(
-                        f"instance: type {d.old} -> {d.new} needs the host stopped (it is {live['state']}); "
-                        f"stop it (aws ec2 stop-instances --instance-ids {live['id']}) outside market hours "
-                        "and re-run up"
-                    )
                 ec2.modify_instance_attribute(InstanceId=live["id"], InstanceType={"Value": d.new})
             elif d.attr == "root_volume_gb":
                 # Online: the volume grows now, the partition and file system at the host's next boot

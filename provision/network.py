@@ -49,8 +49,9 @@ def _after_dependents(ctx: Context, call: Any) -> Any:
 
 def _immutable(address: str, attr: str, old: Any, new: Any) -> None:
     raise ProvisionError(
-        f"{address}: {attr} cannot change in place ({old} -> {new}); run "
-        "`python -m provision down --yes` then `up --yes`, or restore the old value"
+        f"{address}: {attr} cannot change in place ({old} -> {new}); restore the old value, or replace the "
+        "stack (after `python -m provision stop --eod`, then `down` and `up` outside market hours: the host's "
+        "disk goes with it)"
     )
 
 
@@ -86,10 +87,14 @@ class Vpc(Resource):
         )["Vpc"]
         ec2.get_waiter("vpc_available").wait(VpcIds=[vpc["VpcId"]])
 
-    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         for d in diffs:
             if d.attr == "cidr":
                 _immutable(self.address, "cidr", d.old, d.new)
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        self.check_update(ctx, live, diffs)
+        for d in diffs:
             if d.attr == "dns_hostnames":
                 ctx.clients.ec2.modify_vpc_attribute(VpcId=live["id"], EnableDnsHostnames={"Value": d.new})
 
@@ -149,10 +154,14 @@ class Subnet(Resource):
         )["Subnet"]
         ec2.get_waiter("subnet_available").wait(SubnetIds=[s["SubnetId"]])
 
-    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         for d in diffs:
             if d.attr in ("cidr", "vpc_id"):
                 _immutable(self.address, d.attr, d.old, d.new)
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        self.check_update(ctx, live, diffs)
+        for d in diffs:
             if d.attr == "public_ip_on_launch":
                 ctx.clients.ec2.modify_subnet_attribute(
                     SubnetId=live["id"], MapPublicIpOnLaunch={"Value": d.new}
@@ -244,11 +253,14 @@ class RouteTable(Resource):
             TagSpecifications=tags.tag_spec("route-table", tags.resource_tags(ctx.stack, "public")),
         )
 
-    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        ec2 = ctx.clients.ec2
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         for d in diffs:
             if d.attr == "vpc_id":
                 _immutable(self.address, "vpc_id", d.old, d.new)
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        ec2 = ctx.clients.ec2
+        self.check_update(ctx, live, diffs)
         igw, subnet = ctx.need("igw_id"), ctx.need("subnet_id")
         if live["default_route"] is None:
             ec2.create_route(RouteTableId=live["id"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
@@ -351,11 +363,14 @@ class SecurityGroup(Resource):
                 ) from None
             raise
 
-    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        ec2 = ctx.clients.ec2
+    def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         for d in diffs:
             if d.attr == "vpc_id":
                 _immutable(self.address, "vpc_id", d.old, d.new)
+
+    def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
+        ec2 = ctx.clients.ec2
+        self.check_update(ctx, live, diffs)
         cidrs = ssh_ingress(ctx)
         want = set(f"tcp/22 from {cidr}" for cidr in cidrs)
         extra = [rid for key, rid in live["rule_ids"].items() if key not in want]

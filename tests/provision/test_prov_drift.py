@@ -182,4 +182,23 @@ def test_an_architecture_change_needs_a_new_host_and_changes_nothing(run: Runner
     refused = run("up", "--yes")
     assert refused.code == 1
     assert 'instance: architecture changed (x86_64 -> arm64) and needs a new host' in refused.err
+    assert 'cannot be applied in place: instance: architecture changed' in plan.out
     assert run.last_recorder is not None and not run.last_recorder.mutating()
+
+
+def test_a_change_that_cannot_be_made_in_place_stops_up_before_anything_changes(run: Runner) -> None:
+    """A new VPC CIDR with a bucket change beside it: plan says which cannot be applied, up changes neither."""
+    assert run("up", "--yes").code == 0
+    s3 = boto3.client("s3")
+    rules_before = s3.get_bucket_lifecycle_configuration(Bucket="simpletrader-working-bucket")["Rules"]
+    edit_config(run.config, network__vpc_cidr="10.43.0.0/16", network__subnet_cidr="10.43.1.0/24",
+                bucket__noncurrent_version_days=7)
+    plan = run("plan")
+    assert plan.code == 0
+    assert "# cannot be applied in place: network.vpc: cidr cannot change in place" in plan.out
+    up = run("up", "--yes")
+    assert up.code == 1 and "Traceback" not in up.err
+    assert "network.vpc: cidr cannot change in place" in up.err and "Nothing was changed." in up.err
+    assert "down --yes" not in up.err  # the advice keeps down's own confirmation
+    assert run.last_recorder is not None and not run.last_recorder.mutating()
+    assert s3.get_bucket_lifecycle_configuration(Bucket="simpletrader-working-bucket")["Rules"] == rules_before
