@@ -192,11 +192,18 @@ class Bucket(Resource):
         ours = tags.resource_tags(ctx.stack, "bucket")
         all_tags = tags.from_aws(tagset)
         other = all_tags.get(tags.STACK_KEY)
-        if all_tags.get(tags.PROJECT_KEY) == tags.PROJECT_VALUE and other and other != ctx.stack:
-            raise _another_stacks(name, other, ctx.stack)
+        live["other_stack"] = (other if all_tags.get(tags.PROJECT_KEY) == tags.PROJECT_VALUE and other
+                               and other != ctx.stack else None)
         live["tags"] = {k: all_tags.get(k) for k in ours}
         live["all_tags"] = all_tags
         return live
+
+    def check_live(self, ctx: Context, live: dict[str, Any] | None) -> None:
+        if live is not None and live.get("other_stack"):
+            raise _another_stacks(live["name"], live["other_stack"], ctx.stack)
+
+    def owned(self, ctx: Context, live: dict[str, Any]) -> bool:
+        return not live.get("other_stack")
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["bucket"] = live["name"]

@@ -102,6 +102,15 @@ class Resource:
     def check_delete(self, ctx: Context, live: dict[str, Any]) -> None:
         """Raise before anything is deleted if this resource cannot be (e.g. a non-empty bucket)."""
 
+    def check_live(self, ctx: Context, live: dict[str, Any] | None) -> None:
+        """Raise (ProvisionError) when what was found, or the config, rules out ``up`` for this resource (a
+        bucket of another stack, a policy that does not exist): ``plan`` and ``up`` stop before any change.
+        ``down`` does not ask."""
+
+    def owned(self, ctx: Context, live: dict[str, Any]) -> bool:
+        """Whether the found resource is this stack's to remove (``down`` leaves it alone otherwise)."""
+        return True
+
     def check_update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         """Raise (ProvisionError) when these differences cannot be applied in place (a VPC's CIDR, a running
         host's type): ``plan`` shows the reason, and ``up`` stops before changing anything."""
@@ -230,6 +239,7 @@ class Engine:
 
     def _change_for(self, ctx: Context, r: Resource) -> Change:
         live = r.find(ctx)
+        r.check_live(ctx, live)
         if live is not None:
             r.publish(ctx, live)
         if not r.enabled(ctx):
@@ -302,6 +312,10 @@ class Engine:
         changes = []
         for r in self.resources:
             live = r.find(ctx)
+            if live is not None and not r.owned(ctx, live):
+                changes.append(Change(r.address, r.label(ctx), "noop", live=live,
+                                      note="not this stack's: left alone"))
+                continue
             if live is not None:
                 r.publish(ctx, live)
             if live is None:

@@ -8,7 +8,9 @@
   ``instance.extra_policy_arns`` (by ARN, AWS's or the account's own), when
   the operator lists any. Not AWS's ``AmazonSSMManagedInstanceCore``: it
   grants ``ssm:GetParameter(s)`` on every parameter, the SSH private key
-  among them, to any process on the host. No ``ssm:GetParameter*`` at all.
+  among them, to any process on the host. No ``ssm:GetParameter*`` at all, and an
+  explicit Deny of reading the SSH key's parameters (and of reading any by
+  path), which no policy the operator attaches can lift.
 - ``<stack>-scheduler`` (the start/stop Lambdas): start/stop this one
   instance, send the stack's two SSM documents (``<stack>-sync``,
   ``<stack>-eod``; :mod:`provision.documents`) to it and nothing else (not
@@ -33,11 +35,16 @@ from provision.bucket import _normal
 from provision.config import bucket_name
 from provision.documents import document_arn
 from provision.engine import UNKNOWN, Context, Diff, Resource
+from provision.errors import ProvisionError
+from provision.keypair import PARAMETER_PREFIX
 
 #: Statements allowed to use ``"Resource": "*"``, because AWS has no resource scoping for their actions.
 STAR_RESOURCE_SIDS = frozenset(
-    {"DescribeHasNoResourceScope", "CommandResultsHaveNoResourceScope", "AgentMessagesHaveNoResourceScope"}
+    {"DescribeHasNoResourceScope", "CommandResultsHaveNoResourceScope", "AgentMessagesHaveNoResourceScope",
+     "ParametersByPathHaveNoResourceScope"}
 )
+#: The calls that return a parameter's value (denied on the SSH keys' parameters).
+KEY_READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory")
 #: What the SSM agent needs for Run Command and Session Manager (AmazonSSMManagedInstanceCore less
 #: its parameter reads and the State Manager, inventory, patching and Distributor actions the stack
 #: does not use). ec2messages carries Run Command; ssmmessages carries Session Manager (and Run
@@ -85,6 +92,14 @@ def instance_policy(ctx: Context) -> dict[str, Any]:
             {"Sid": "AgentMessagesHaveNoResourceScope", "Effect": "Allow", "Action": list(AGENT_MESSAGE_ACTIONS),
              "Resource": "*"},
             *_secrets_statement(ctx),
+            # Whatever the operator attaches (instance.extra_policy_arns: AmazonSSMManagedInstanceCore,
+            # ReadOnlyAccess, ...), an explicit Deny wins over every Allow: no process on the host reads
+            # the SSH key's parameters, and none reads parameters by path, which would return them.
+            {"Sid": "NeverTheSshKey", "Effect": "Deny", "Action": list(KEY_READS),
+             "Resource": [f"arn:{part}:ssm:{region}:{account}:parameter{PARAMETER_PREFIX}*"]},
+            # GetParametersByPath is scoped to the path asked for (/, /ec2, ...), not to what it returns.
+            {"Sid": "ParametersByPathHaveNoResourceScope", "Effect": "Deny",
+             "Action": ["ssm:GetParametersByPath"], "Resource": "*"},
         ],
     }
 
@@ -322,6 +337,22 @@ class InstanceRole(Role):
     def managed(self, ctx: Context) -> list[str]:
         # Only what the operator lists (instance.extra_policy_arns); one attached by hand is drift.
         return list(ctx.cfg.instance.extra_policy_arns)
+
+    def check_live(self, ctx: Context, live: dict[str, Any] | None) -> None:
+        """Each listed policy exists: a mistyped ARN is found by plan, not by up half-way through."""
+        attached = set(live["managed_policies"]) if live else set()
+        for i, arn in enumerate(ctx.cfg.instance.extra_policy_arns):
+            if arn in attached:
+                continue
+            try:
+                ctx.clients.iam.get_policy(PolicyArn=arn)
+            except Exception as exc:
+                if error_code(exc) != "NoSuchEntity":
+                    raise
+                raise ProvisionError(
+                    f"instance.extra_policy_arns[{i}]: {arn} does not exist; check its name and path "
+                    f"(aws iam get-policy --policy-arn {arn}), or remove it. Nothing was changed."
+                ) from None
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         super().publish(ctx, live)

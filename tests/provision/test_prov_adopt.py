@@ -98,3 +98,9 @@ def test_a_second_stack_does_not_take_over_the_first_stacks_bucket(run: Runner, 
         assert run.last_recorder is not None and not run.last_recorder.mutating()
     assert (s3.get_bucket_policy(Bucket=BUCKET)["Policy"], s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]) == before
     assert s3.get_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv")["Body"].read() == b"live\n"
+    # Its down leaves the first stack's bucket alone, even when asked to delete its own.
+    down = run("down", "--yes", "--delete-bucket", "--force")
+    assert down.code == 0, down.err
+    assert "not this stack's: left alone" in down.out
+    assert s3.get_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv")["Body"].read() == b"live\n"
+    assert (s3.get_bucket_policy(Bucket=BUCKET)["Policy"], s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]) == before

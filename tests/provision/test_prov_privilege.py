@@ -16,6 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 from policy_eval import ALLOW, DENY, IMPLICIT_DENY, Request, decide
 from provhelpers import Runner, role_policies
@@ -79,6 +80,41 @@ def test_instance_role_policy_has_no_parameter_read(run: Runner) -> None:
     # What Session Manager (AWS-StartSSHSession) needs stays.
     assert {"ssmmessages:createcontrolchannel", "ssmmessages:opendatachannel",
             "ssm:updateinstanceinformation"} <= set(actions)
+
+
+def test_no_policy_the_operator_attaches_lets_the_host_read_the_ssh_key(run: Runner) -> None:
+    """AmazonSSMManagedInstanceCore (which the original app attached) and ReadOnlyAccess both allow
+    ssm:GetParameter on every parameter; the role's explicit Deny wins over them."""
+    raw = yaml.safe_load(run.config.read_text())
+    raw["instance"]["extra_policy_arns"] = ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+                                            "arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert run("up", "--yes").code == 0
+    key_arn = f"arn:aws:ssm:ap-south-1:{ACCOUNT}:parameter{_outputs(run)['key_parameter']}"
+    documents = role_policies("simpletrader-instance")
+    assert len(documents) == 3  # the stack's own and the two attached
+    attached_only = documents[1:]
+    for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"):
+        assert decide(attached_only, Request(action, key_arn)) == ALLOW  # what those policies alone allow
+        assert decide(documents, Request(action, key_arn)) == DENY
+    for path in ("/", "/ec2", "/ec2/keypair"):
+        assert decide(documents, Request("ssm:GetParametersByPath",
+                                         f"arn:aws:ssm:ap-south-1:{ACCOUNT}:parameter{path}")) == DENY
+    # Other parameters stay the attached policies' business.
+    other = f"arn:aws:ssm:ap-south-1:{ACCOUNT}:parameter/AmazonCloudWatch-linux"
+    assert decide(documents, Request("ssm:GetParameter", other)) == ALLOW
+
+
+def test_a_mistyped_extra_policy_is_found_by_plan_before_anything_is_made(run: Runner) -> None:
+    raw = yaml.safe_load(run.config.read_text())
+    raw["instance"]["extra_policy_arns"] = ["arn:aws:iam::aws:policy/CloudWatchAgentServerPolicyX"]
+    run.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    for command in (("plan",), ("up", "--yes")):
+        result = run(*command)
+        assert result.code == 1
+        assert ("instance.extra_policy_arns[0]: arn:aws:iam::aws:policy/CloudWatchAgentServerPolicyX does not "
+                "exist") in result.err
+        assert run.last_recorder is not None and not run.last_recorder.mutating()
 
 
 # --------------------------------------------------------------------------- the bucket policy
