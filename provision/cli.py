@@ -287,12 +287,25 @@ def cmd_down(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
     for c in plan.changes:
         if c.action == "delete" and c.live is not None:
             by_address[c.address].check_delete(ctx, c.live)
+    host = next((c.live for c in plan.changes if c.action == "delete" and c.address == "instance"), None)
+    if host is not None:
+        o.line(host_disk_warning(host.get("state")))
     if not args.yes and not _confirm(o, confirm, f"Destroy these resources of stack {ctx.stack}?"):
         return 1
     engine.destroy(ctx, plan, o.line)
     kept = [c.address for c in plan.changes if c.action == "noop"]
     o.line(f"Stack {ctx.stack} removed" + (f"; kept: {', '.join(kept)}." if kept else "."))
     return 0
+
+
+def host_disk_warning(state: str | None) -> str:
+    """What goes with the host's disk: said before down asks, and printed with --yes too."""
+    text = ("The host's disk is deleted with it: trade data no end of day uploaded (`python -m provision stop "
+            "--eod` uploads it, then stops the host) and the job logs eod has not uploaded yet are lost.")
+    if state not in ("stopped", "terminated", "shutting-down"):
+        text += (f" The host is {state}: if it traded today, run `python -m provision stop --eod` first, or "
+                 "today's trades are lost with it.")
+    return text
 
 
 def _outputs(ctx: Context) -> dict[str, Any]:

@@ -228,8 +228,12 @@ def test_down_keeps_bucket_and_ip_then_up_again(run: Runner) -> None:
     ip = boto3.client("ec2").describe_addresses()["Addresses"][0]["PublicIp"]
     refused = run("down", answer="no")
     assert refused.code == 1 and live_counts() == FULL
+    # Before it asks: what goes with the host's disk, and (the host runs) what to do first.
+    assert "The host's disk is deleted with it: trade data no end of day uploaded" in refused.out
+    assert "The host is running: if it traded today, run `python -m provision stop --eod` first" in refused.out
     down = run("down", "--yes")
     assert down.code == 0, down.err
+    assert "The host's disk is deleted with it" in down.out  # said with --yes too
     left = {k: v for k, v in live_counts().items() if v}
     assert left == {"bucket": 1, "eip": 1}
     assert run("plan", "--detailed-exitcode").code == 2
