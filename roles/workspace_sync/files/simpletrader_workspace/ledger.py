@@ -1,4 +1,6 @@
 """The ledger carries over: a new release starts with the previous workspace's, or the bucket's on a new host.
+So do today's trade logs, when a sync runs during the trading day (``publish --sync`` after a token refresh):
+the day's jobs go on appending to the morning's files, and the end of day uploads the whole day.
 
 Only regular files and directories are copied, never through a symlink (the
 trading user owns the previous workspace; this runs as root). Files known to
@@ -52,6 +54,18 @@ def copy_plain_files(src_root: Path, rel_dir: str, dest_root: Path) -> None:
                     os.close(fd)
     finally:
         beneath.close()
+
+
+def carry_today(cfg: Config, previous: Optional[Path], dest: Path) -> None:
+    """Today's trade logs from the previous workspace into the new release (a sync during the trading day)."""
+    if previous is None:
+        return
+    rel = f"{cfg.trade_logs}/{cfg.today()}"
+    base, day = previous / cfg.trade_logs, previous / rel
+    if base.is_symlink() or day.is_symlink() or not day.is_dir():
+        return  # none today (the usual morning sync), or a link: not followed, as root
+    copy_plain_files(previous, rel, dest)
+    say("sync", f"carried over today's trade logs ({rel}/) from {previous.name}")
 
 
 def download_ledger(cfg: Config, bucket: Bucket, target: Path, known: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from .codeindex import Plan, plan_code, read_code_index
 from .config import Config
 from .errors import Failure
 from .fsutil import PARTIAL, chown_tree, read_json, remove_tree, sha256_file, write_json
-from .ledger import seed_ledger
+from .ledger import carry_today, seed_ledger
 from .manifest import by_role, read_manifest
 from .migrate import migrate
 from .output import Outcome, say
@@ -179,13 +179,15 @@ def place_code(bucket: s3.Bucket, staged: Staged, partial: Path, staging: Path) 
 
 def place_files(cfg: Config, bucket: s3.Bucket, staged: Staged, previous: Optional[Path], partial: Path,
                 staging: Path) -> None:
-    """requirements.txt, the secrets (0600; the token dated when it was published) and the ledger."""
+    """requirements.txt, the secrets (0600; the token dated when it was published), today's trade logs (a sync
+    during the day) and the ledger."""
     shutil.copyfile(str(staging / "requirements.txt"), str(partial / "requirements.txt"))
     for secret in SECRETS:
         os.chmod(str(partial / secret), 0o600)
     if staged.token_time:
         stamp = parse_iso_utc(staged.token_time).timestamp()
         os.utime(str(partial / "access_token.txt"), (stamp, stamp))
+    carry_today(cfg, previous, partial)
     seed_ledger(cfg, bucket, previous, partial)
 
 
