@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -463,6 +464,23 @@ def notify(sns: Any, topic_arn: str, subject: str, message: str, log: StepLog) -
         return False
     log("notified", subject=subject, message_id=resp.get("MessageId"))
     return True
+
+
+def notify_early_failure(sns_in: Callable[[str], Any], function: str, err: Exception, log: StepLog,
+                         consequence: str) -> bool:
+    """A function that could not even begin (its settings or its event are wrong) still tells the operator,
+    when ``ST_TOPIC_ARN`` names a topic (``sns_in(region)`` makes the client, in the topic's region); the
+    error names the variable or field and never holds a secret (the functions' environment has none)."""
+    topic = os.environ.get("ST_TOPIC_ARN", "").strip()
+    log.error("could-not-begin", error=str(err)[:300])
+    parts = topic.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not parts[3]:
+        return False
+    stack = os.environ.get("ST_STACK_NAME", "").strip() or parts[5].removesuffix("-events")
+    return notify(sns_in(parts[3]), topic, f"{stack} {function}: FAILED before it began",
+                  message_lines(f"The {function} function could not begin: {err}",
+                                [consequence, "Fix the cause (`python -m provision up` deploys the functions' "
+                                 "settings again), then invoke the function again."], []), log)
 
 
 def message_lines(header: str, lines: list[str], warnings: list[str]) -> str:

@@ -36,6 +36,7 @@ from st_runtime import (
     Clock,
     CommandResult,
     Event,
+    EventError,
     InvocationFailed,
     LambdaContext,
     StepFailed,
@@ -47,13 +48,14 @@ from st_runtime import (
     error_code,
     message_lines,
     notify,
+    notify_early_failure,
     parse_event,
     send_when_agent_ready,
     wait_command,
     wait_running,
     wait_stopped,
 )
-from st_settings import Settings, load_settings
+from st_settings import Settings, SettingsError, load_settings
 
 FN = "start"
 
@@ -312,14 +314,20 @@ def _fail(sns: Any, settings: Settings, result: dict[str, Any], decision: Decisi
     raise InvocationFailed(f"start failed: {reason}", result) from err
 
 
-def _client(service: str) -> Any:
-    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+def _client(service: str, region: str | None = None) -> Any:
+    return boto3.client(service, region_name=region,
+                        config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     log = StepLog(FN)
-    settings = load_settings()
-    parsed = parse_event(event, allow_force=True)
+    try:
+        settings = load_settings()
+        parsed = parse_event(event, allow_force=True)
+    except (SettingsError, EventError) as err:
+        notify_early_failure(lambda region: _client("sns", region), FN, err, log,
+                             "The instance was not started and the workspace not synced.")
+        raise
     log("invoked", dry_run=parsed.dry_run, force=parsed.force,
         time=parsed.time.isoformat() if parsed.time else None)
     clock = SystemClock()

@@ -35,6 +35,7 @@ from st_runtime import (
     Clock,
     CommandResult,
     Event,
+    EventError,
     InvocationFailed,
     LambdaContext,
     StepFailed,
@@ -45,13 +46,14 @@ from st_runtime import (
     describe_state,
     message_lines,
     notify,
+    notify_early_failure,
     parse_event,
     send_when_agent_ready,
     wait_command,
     wait_running,
     wait_stopped,
 )
-from st_settings import Settings, load_settings
+from st_settings import Settings, SettingsError, load_settings
 
 FN = "stop"
 # Time kept after the end-of-day deadline to stop the instance and wait for stopped.
@@ -253,14 +255,21 @@ def _fail(sns: Any, settings: Settings, result: dict[str, Any], day: date, log: 
     raise InvocationFailed(f"stop failed: {reason}", result) from err
 
 
-def _client(service: str) -> Any:
-    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+def _client(service: str, region: str | None = None) -> Any:
+    return boto3.client(service, region_name=region,
+                        config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     log = StepLog(FN)
-    settings = load_settings()
-    parsed = parse_event(event, allow_force=False)
+    try:
+        settings = load_settings()
+        parsed = parse_event(event, allow_force=False)
+    except (SettingsError, EventError) as err:
+        notify_early_failure(lambda region: _client("sns", region), FN, err, log,
+                             "The instance was not stopped: stop it by hand "
+                             "(`python -m provision stop --eod` uploads the day first).")
+        raise
     log("invoked", dry_run=parsed.dry_run, time=parsed.time.isoformat() if parsed.time else None)
     clock = SystemClock()
     return run_stop(event=parsed, settings=settings, ec2=_client("ec2"), ssm=_client("ssm"),

@@ -113,11 +113,27 @@ def test_bad_events_are_clear_errors(event: Any, allow_force: bool, message: str
         parse_event(event, allow_force=allow_force)
 
 
-def test_handler_rejects_a_bad_event_without_acting(lambda_env: Stack) -> None:
+def test_handler_rejects_a_bad_event_without_acting_and_says_so(lambda_env: Stack) -> None:
     lambda_env.stop_now()
     with pytest.raises(EventError):
         start.handler({"dry_run": True, "instance": "i-other"}, FakeContext(900_000))
-    assert lambda_env.state() == "stopped" and lambda_env.notifications() == []
+    assert lambda_env.state() == "stopped"
+    [note] = lambda_env.notifications()
+    assert note["subject"] == "simpletrader start: FAILED before it began"
+    assert "unknown event key" in note["message"] and "instance" in note["message"]
+    assert "The instance was not started" in note["message"]
+
+
+def test_a_stop_function_with_broken_settings_tells_the_operator_the_host_still_runs(
+        lambda_env: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ST_COMMAND_TIMEOUT_SECONDS", "ten minutes")
+    with pytest.raises(SettingsError, match="ST_COMMAND_TIMEOUT_SECONDS"):
+        stop.handler({}, FakeContext(900_000))
+    assert lambda_env.state() == "running"
+    [note] = lambda_env.notifications()
+    assert note["subject"] == "simpletrader stop: FAILED before it began"
+    assert "ST_COMMAND_TIMEOUT_SECONDS" in note["message"]
+    assert "The instance was not stopped: stop it by hand" in note["message"]
 
 
 # --------------------------------------------------------------------------- handlers end to end
