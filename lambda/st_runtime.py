@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, WaiterError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.waiter import WaiterModel, create_waiter_with_client
 
 LOGGER = logging.getLogger("simpletrader")
@@ -402,9 +403,9 @@ THROTTLING_CODES = frozenset({
 
 
 def transient(err: Exception) -> bool:
-    """Whether asking again later may succeed: throttling, a 5xx, or no answer at all (BotoCoreError:
-    a connection or read timeout that outlasted botocore's own retries)."""
-    if isinstance(err, BotoCoreError):
+    """Whether asking again later may succeed: throttling, a 5xx, or no answer at all (a connection error or
+    a read timeout that outlasted botocore's own retries). Not a malformed request or missing credentials."""
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
         return True
     if isinstance(err, ClientError):
         status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import stop
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 from fnhelpers import (
     EOD_DOCUMENT,
     FakeClock,
@@ -149,6 +149,18 @@ def test_a_poll_that_is_refused_is_reported_and_still_stops(stack: Stack) -> Non
                  lambda: error_response("AccessDeniedException", "not authorized to GetCommandInvocation"))
     result = run_failing(stack)
     assert result["outcome"] == "eod-failed" and "AccessDeniedException" in result["error"]
+    assert stack.state() == "stopped"
+
+
+def test_missing_credentials_while_polling_fail_at_once_not_at_the_deadline(stack: Stack) -> None:
+    def no_credentials(**_: Any) -> Any:
+        raise NoCredentialsError()
+
+    stack.ssm.meta.events.register("before-call.ssm.GetCommandInvocation", no_credentials)
+    clock = FakeClock(ist(f"{DAY} 15:40"))
+    result = run_failing(stack, clock)
+    assert result["outcome"] == "eod-failed" and "credentials" in result["error"].lower()
+    assert clock.slept < 60  # not polled until the 600 s deadline
     assert stack.state() == "stopped"
 
 
