@@ -120,9 +120,20 @@ def _host_predates(ctx: Context, pair: dict[str, Any] | None) -> bool:
     host = find_instance(ctx)
     if host is None:
         return False
-    if pair is None or pair.get("CreateTime") is None or host.get("LaunchTime") is None:
+    launched = first_launch(host)
+    if pair is None or pair.get("CreateTime") is None or launched is None:
         return True
-    return bool(host["LaunchTime"] <= pair["CreateTime"])
+    return bool(launched <= pair["CreateTime"])
+
+
+def first_launch(host: dict[str, Any]) -> Any:
+    """When the host was first launched: its primary network interface's attach time. (EC2's LaunchTime is
+    the last start, which the start function moves every morning.)"""
+    for eni in host.get("NetworkInterfaces", []):
+        attachment = eni.get("Attachment") or {}
+        if attachment.get("DeviceIndex") == 0 and attachment.get("AttachTime") is not None:
+            return attachment["AttachTime"]
+    return None
 
 
 class KeyPair(Resource):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -194,6 +195,19 @@ def test_a_key_pair_deleted_by_hand_while_the_host_runs_keeps_the_key_the_host_t
     assert after[old_name] == old_key  # the only key the running host trusts is still there
     assert len(after) == 2  # and the new key pair's
     assert run("plan", "--detailed-exitcode").code == 0
+
+    # The next morning the start function starts the host again: EC2's LaunchTime is then that start, and
+    # the host still trusts only the old key.
+    later = datetime.now(timezone.utc) + timedelta(hours=12)
+
+    def restarted(parsed: dict[str, Any], **_: Any) -> None:
+        for reservation in parsed.get("Reservations", []):
+            for instance in reservation["Instances"]:
+                instance["LaunchTime"] = later
+
+    again = run("up", "--yes", hooks=[("after-call.ec2.DescribeInstances", restarted)])
+    assert again.code == 0, again.err
+    assert key_parameters()[old_name] == old_key
 
     assert run("down", "--yes").code == 0  # the host goes, and the old key with it
     assert key_parameters() == {}
