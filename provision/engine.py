@@ -40,6 +40,11 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
+
+
+def _unknown(value: Any) -> bool:
+    """Whether a wanted value is, or holds, one known only after apply."""
+    return value is UNKNOWN or (isinstance(value, (list, tuple)) and any(v is UNKNOWN for v in value))
 SENSITIVE_ATTRS = frozenset({"private_key"})
 
 
@@ -248,9 +253,10 @@ class Engine:
             return Change(r.address, r.label(ctx), "create", note=r.note(ctx))
         diffs = compare(live, r.desired(ctx))
         blocked = ""
-        if diffs:
+        known = [d for d in diffs if not _unknown(d.new)]  # a value made later in this run is judged then
+        if known:
             try:
-                r.check_update(ctx, live, diffs)
+                r.check_update(ctx, live, known)
             except ProvisionError as exc:
                 blocked = str(exc)
         return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx),

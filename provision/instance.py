@@ -92,6 +92,7 @@ class Instance(Resource):
         i = find_instance(ctx)
         if i is None:
             return None
+        ctx.cache["root_volume_gb"] = root_volume(ctx, i)[1]
         return {
             "id": i["InstanceId"],
             "state": i["State"]["Name"],
@@ -103,7 +104,7 @@ class Instance(Resource):
             "instance_profile": (i.get("IamInstanceProfile") or {}).get("Arn"),
             "public_ip": i.get("PublicIpAddress"),
             "architecture": i.get("Architecture"),
-            "root_volume_gb": root_volume(ctx, i)[1],
+            "root_volume_gb": ctx.cache["root_volume_gb"],
         }
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
@@ -119,8 +120,24 @@ class Instance(Resource):
             "key_name": key_name(ctx.stack),
             "instance_profile": ctx.id("instance_profile_arn"),
             "architecture": ctx.cfg.instance.architecture,
-            "root_volume_gb": ctx.cfg.instance.root_volume_gb,
+            "root_volume_gb": self._wanted_volume(ctx),
         }
+
+    @staticmethod
+    def _wanted_volume(ctx: Context) -> int | None:
+        """instance.root_volume_gb, unless the volume is larger already (grown in the console, say: EBS
+        cannot shrink it, so that is no change to make) or its size is not known yet (a launch under way)."""
+        live = ctx.cache.get("root_volume_gb")
+        if live is None and "root_volume_gb" in ctx.cache:
+            return None
+        return max(ctx.cfg.instance.root_volume_gb, live or 0)
+
+    def note(self, ctx: Context) -> str:
+        live = ctx.cache.get("root_volume_gb")
+        if live is not None and live > ctx.cfg.instance.root_volume_gb:
+            return (f"the root volume is {live} GiB, larger than instance.root_volume_gb "
+                    f"({ctx.cfg.instance.root_volume_gb}): kept, as EBS volumes do not shrink")
+        return ""
 
     def _image(self, ctx: Context) -> dict[str, Any]:
         param = ctx.cfg.instance.ami_ssm_parameter
@@ -211,11 +228,6 @@ class Instance(Resource):
                     f"{REPLACE}"
                 )
         for d in diffs:
-            if d.attr == "root_volume_gb" and (d.old is None or d.new < d.old):
-                raise ProvisionError(
-                    f"instance.root_volume_gb: {d.old} -> {d.new}, but an EBS volume can only grow; keep "
-                    f"{d.old} or more, or replace the host {REPLACE}"
-                )
             if d.attr == "instance_type" and live["state"] != "stopped":
                 raise ProvisionError(
                     f"instance: type {d.old} -> {d.new} needs the host stopped (it is {live['state']}); "
@@ -239,6 +251,8 @@ class Instance(Resource):
                 # Online: the volume grows now, the partition and file system at the host's next boot
                 # (Amazon Linux's cloud-init grows them at every boot).
                 volume_id, _ = root_volume(ctx, find_instance(ctx) or {})
+                if volume_id is None:
+                    raise ProvisionError("instance: its root volume is not attached yet; re-run up in a minute")
                 ec2.modify_volume(VolumeId=volume_id, Size=d.new)
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:

@@ -154,7 +154,7 @@ def root_volume_size() -> int:
     return int(ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Size"])
 
 
-def test_a_larger_root_volume_is_planned_and_grown_a_smaller_one_refused(run: Runner) -> None:
+def test_a_larger_root_volume_is_planned_and_grown_a_smaller_one_left_as_it_is(run: Runner) -> None:
     assert run("up", "--yes").code == 0
     before = root_volume_size()
     edit_config(run.config, instance__root_volume_gb=before + 48)
@@ -165,11 +165,10 @@ def test_a_larger_root_volume_is_planned_and_grown_a_smaller_one_refused(run: Ru
     assert root_volume_size() == before + 48
     assert run("plan", "--detailed-exitcode").code == 0
 
-    edit_config(run.config, instance__root_volume_gb=before)
-    refused = run("up", "--yes")
-    assert refused.code == 1 and "Traceback" not in refused.err
-    assert f"instance.root_volume_gb: {before + 48} -> {before}, but an EBS volume can only grow" in refused.err
-    assert run.last_recorder is not None and not run.last_recorder.mutating()
+    edit_config(run.config, instance__root_volume_gb=before)  # EBS volumes do not shrink: no change to make
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 0
+    assert f"the root volume is {before + 48} GiB, larger than instance.root_volume_gb ({before})" in plan.out
     assert root_volume_size() == before + 48
 
 
@@ -202,3 +201,27 @@ def test_a_change_that_cannot_be_made_in_place_stops_up_before_anything_changes(
     assert "down --yes" not in up.err  # the advice keeps down's own confirmation
     assert run.last_recorder is not None and not run.last_recorder.mutating()
     assert s3.get_bucket_lifecycle_configuration(Bucket="simpletrader-working-bucket")["Rules"] == rules_before
+
+
+def test_a_root_volume_grown_in_the_console_is_kept_and_said_so(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    ec2 = boto3.client("ec2")
+    host = [i for r in ec2.describe_instances(Filters=STACK)["Reservations"] for i in r["Instances"]][0]
+    [volume_id] = [m["Ebs"]["VolumeId"] for m in host["BlockDeviceMappings"]
+                   if m["DeviceName"] == host["RootDeviceName"]]
+    ec2.modify_volume(VolumeId=volume_id, Size=root_volume_size() + 14)
+    plan = run("plan", "--detailed-exitcode")
+    assert plan.code == 0  # nothing to change: EBS cannot shrink it, and up must not be blocked by it
+    assert "larger than instance.root_volume_gb" in plan.out and "kept, as EBS volumes do not shrink" in plan.out
+
+
+def test_an_instance_profile_deleted_by_hand_is_made_again_without_replacing_the_host(run: Runner) -> None:
+    assert run("up", "--yes").code == 0
+    iam = boto3.client("iam")
+    iam.remove_role_from_instance_profile(InstanceProfileName="simpletrader-instance", RoleName="simpletrader-instance")
+    iam.delete_instance_profile(InstanceProfileName="simpletrader-instance")
+    plan = run("plan")
+    assert "cannot be applied in place" not in plan.out  # the profile's ARN is known only after apply
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    assert run("plan", "--detailed-exitcode").code == 0
