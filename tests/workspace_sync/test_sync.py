@@ -160,7 +160,11 @@ def test_sync_trade_eod_and_resync(host: Host, s3: Any, published: dict[str, Any
     assert new_release != release_dir and release_dir.is_dir()  # keep_releases=2
     ledger = Path("ledger", "ledger.csv")
     assert (new_release / ledger).read_bytes() == (release_dir / ledger).read_bytes()
-    assert not (new_release / "trade_logs").exists()
+    # The same exchange day (the clock is real): today's trade logs carry over, known to be uploaded already.
+    assert [p.name for p in (new_release / "trade_logs").iterdir()] == [today]
+    for name in ("trades.csv", "summary.txt"):
+        carried = new_release / "trade_logs" / today / name
+        assert carried.read_bytes() == (release_dir / "trade_logs" / today / name).read_bytes()
     assert f"{new_release.name} (venv {ready['venv'][:12]}) [current, uploaded]" in host.run("status").stdout
     assert (new_release / "ledger" / "ledger.csv").read_bytes().startswith(old_ledger)
 
