@@ -192,8 +192,13 @@ class Bucket(Resource):
         ours = tags.resource_tags(ctx.stack, "bucket")
         all_tags = tags.from_aws(tagset)
         other = all_tags.get(tags.STACK_KEY)
-        live["other_stack"] = (other if all_tags.get(tags.PROJECT_KEY) == tags.PROJECT_VALUE and other
-                               and other != ctx.stack else None)
+        if all_tags.get(tags.PROJECT_KEY) != tags.PROJECT_VALUE or not other or other == ctx.stack:
+            other = None
+        # Another stack's bucket is refused while that stack is up (its instance role is there); the bucket of
+        # a stack that is down (`down` keeps it) is adopted as the original app's is: a stack renamed.
+        up = other is not None and _stack_is_up(ctx, other)
+        live["other_stack"] = other if up else None
+        live["adopting_from"] = other if not up else None
         live["tags"] = {k: all_tags.get(k) for k in ours}
         live["all_tags"] = all_tags
         return live
@@ -207,9 +212,12 @@ class Bucket(Resource):
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["bucket"] = live["name"]
+        ctx.cache["bucket_adopting_from"] = live.get("adopting_from")
 
     def note(self, ctx: Context) -> str:
-        return operators(ctx).describe()
+        live = ctx.cache.get("bucket_adopting_from")
+        adopting = f"; adopting the bucket of stack {live!r}, which is down" if live else ""
+        return operators(ctx).describe() + adopting
 
     def desired(self, ctx: Context) -> dict[str, Any]:
         return {
@@ -308,13 +316,24 @@ class Bucket(Resource):
         s3.delete_bucket(Bucket=name, **owner)
 
 
+def _stack_is_up(ctx: Context, stack: str) -> bool:
+    """Whether ``stack`` is up: its instance role (``<stack>-instance``) exists; ``down`` removes it."""
+    try:
+        ctx.clients.iam.get_role(RoleName=tags.resource_name(stack, "instance"))
+    except Exception as exc:
+        if error_code(exc) == "NoSuchEntity":
+            return False
+        raise
+    return True
+
+
 def _another_stacks(name: str, other: str, stack: str) -> ProvisionError:
     return ProvisionError(
         f"bucket {name} belongs to stack {other!r} (its Stack tag), not to {stack!r}; nothing was changed. Two "
         "stacks cannot share a bucket: each one's policy lets only its own host read secrets/, and their trade "
         "logs and ledgers would mix. Give this stack a bucket of its own: set bucket.name in the stack config, "
         f"or export s3_bucket_suffix=-<name>. (If {other!r} is this stack under its old name, run `python -m "
-        f"provision down` with stack.name: {other} first; the bucket is kept.)"
+        f"provision down` with stack.name: {other} first: the bucket is kept, and this stack then adopts it.)"
     )
 
 

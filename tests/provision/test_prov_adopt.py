@@ -104,3 +104,26 @@ def test_a_second_stack_does_not_take_over_the_first_stacks_bucket(run: Runner, 
     assert "not this stack's: left alone" in down.out
     assert s3.get_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv")["Body"].read() == b"live\n"
     assert (s3.get_bucket_policy(Bucket=BUCKET)["Policy"], s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]) == before
+
+
+def test_a_renamed_stack_adopts_the_bucket_its_old_name_kept_once_that_is_down(run: Runner,
+                                                                              stack_config: Path) -> None:
+    """The refusal's advice works: down under the old name keeps the bucket, and up under the new one adopts it
+    with its data, its tags and its policy rewritten for the new stack's roles."""
+    assert run("up", "--yes").code == 0
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv", Body=b"kept\n")
+    assert run("down", "--yes").code == 0
+    raw = yaml.safe_load(stack_config.read_text())
+    raw["stack"]["name"] = "paper"
+    stack_config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    plan = run("plan")
+    assert plan.code == 0 and "adopting the bucket of stack 'simpletrader', which is down" in plan.out
+    up = run("up", "--yes")
+    assert up.code == 0, up.err
+    tagset = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=BUCKET)["TagSet"]}
+    assert tagset["Stack"] == "paper"
+    policy = s3.get_bucket_policy(Bucket=BUCKET)["Policy"]
+    assert "role/paper-instance" in policy and "role/simpletrader-instance" not in policy
+    assert s3.get_object(Bucket=BUCKET, Key="SimpleTraderLedger/ledger.csv")["Body"].read() == b"kept\n"
+    assert run("plan", "--detailed-exitcode").code == 0

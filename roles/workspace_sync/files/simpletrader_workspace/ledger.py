@@ -1,6 +1,6 @@
 """The ledger carries over: a new release starts with the previous workspace's, or the bucket's on a new host.
 So do today's trade logs, when a sync runs during the trading day (``publish --sync`` after a token refresh):
-the day's jobs go on appending to the morning's files, and the end of day uploads the whole day.
+the jobs that start after it go on appending to the morning's files, and the end of day uploads the whole day.
 
 Only regular files and directories are copied, never through a symlink (the
 trading user owns the previous workspace; this runs as root). Files known to
