@@ -88,3 +88,45 @@ def test_a_new_host_that_cannot_fetch_the_whole_ledger_is_not_made_ready(
     host.overrides["closure_script"] = ""
     assert host.run("eod").returncode == 0
     assert body(s3, "ledger/ledger.csv") == LEDGER
+
+
+class SecondUploadFails:
+    """An S3 client whose second upload fails (the first goes through)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.uploads = real, 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.uploads += 1
+        if self.uploads == 2:
+            raise EndpointConnectionError(endpoint_url="https://s3.ap-south-1.amazonaws.com/")
+        return self.real.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_an_older_ledger_uploaded_in_part_is_followed_by_the_newest_one(
+        host: Host, s3: Any, published: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rescue of an older release uploads its ledger file, then fails on the next file: the bucket must
+    not be left with the older ledger."""
+    host.overrides["closure_script"] = ""
+    assert host.run("sync").returncode == 0
+    older = Path(os.path.realpath(host.workdir))
+    assert host.run("sync").returncode == 0
+    newest = Path(os.path.realpath(host.workdir))
+    (newest / "ledger").mkdir(exist_ok=True)
+    (newest / "ledger" / "ledger.csv").write_bytes(LEDGER + b"newest,row\n")
+    assert host.run("eod").returncode == 0  # the newest ledger is in the bucket, the release confirmed
+    (older / "ledger").mkdir(exist_ok=True)
+    (older / "ledger" / "ledger.csv").write_bytes(LEDGER)  # an older ledger, unconfirmed: uploaded first
+    (older / "ledger" / "more.csv").write_text("older, not uploaded\n")  # uploaded second: fails
+    host.write_config()
+    cfg = config.load_config(str(host.config_path))
+    monkeypatch.setattr(routine_s3, "client", lambda c: SecondUploadFails(
+        boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)))
+    from simpletrader_workspace.release import rescue
+
+    failed = rescue(cfg, routine_s3.Bucket(routine_s3.client(cfg), cfg.bucket))
+    assert failed == [older]
+    assert body(s3, "ledger/ledger.csv") == LEDGER + b"newest,row\n"

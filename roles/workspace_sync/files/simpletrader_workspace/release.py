@@ -94,7 +94,9 @@ class NewRelease:
 def rescue(cfg: Config, bucket: Bucket) -> list[Path]:
     """Upload unconfirmed trade data of every release. Returns releases still unconfirmed."""
     releases = release_dirs(cfg)
-    newest = releases[-1] if releases else None
+    # The workspace's own release is the newest ledger: the order of the others comes from a marker the
+    # trading user could rewrite.
+    newest = current_release(cfg) or (releases[-1] if releases else None)
     failed: list[Path] = []
     rewrote_ledger = False
     for rel in releases:
@@ -108,6 +110,8 @@ def rescue(cfg: Config, bucket: Bucket) -> list[Path]:
                 f"WARNING: could not upload the trade data of {rel.name} ({describe(exc)}); it is kept",
             )
             failed.append(rel)
+            # Part of it may be up before the failure (the marker keeps each file): its ledger too.
+            rewrote_ledger = rewrote_ledger or rel != newest
             continue
         say("sync", f"uploaded {n} unconfirmed trade data file(s) of release {rel.name}")
         if rel != newest and n:
