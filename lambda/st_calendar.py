@@ -75,6 +75,14 @@ def _named_dates(raw: Any, where: str) -> dict[date, str]:
     return {_date(k, f"{where} key"): str(v["name"] if isinstance(v, dict) else v) for k, v in raw.items()}
 
 
+def _weekly(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict) or set(raw) - {"start", "stop"} or not all(
+            isinstance(v, str) and len(v) == 5 and v[2] == ":" and v.replace(":", "").isdigit()
+            for v in raw.values()):
+        raise CalendarError(f'calendar weekly must be like {{"start": "08:45", "stop": "15:40"}}, got {raw!r}')
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def _session_hours(raw: Any) -> dict[date, tuple[str, str]]:
     """The special sessions that have hours of their own: date -> (start, stop), exchange-local HH:MM."""
     hours = {}
@@ -98,6 +106,9 @@ class TradingCalendar:
     special_sessions: dict[date, str]
     # Special sessions with hours of their own (a one-time schedule starts and stops the host then).
     session_hours: dict[date, tuple[str, str]] = field(default_factory=dict)
+    # The weekly rules' exchange-local times ("start", "stop"): what a weekly firing stands for, whatever
+    # second of the next minute EventBridge's event carries. Empty in a calendar built before them.
+    weekly: dict[str, str] = field(default_factory=dict)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -132,6 +143,7 @@ class TradingCalendar:
             holidays=_named_dates(data["holidays"], "holidays"),
             special_sessions=_named_dates(data["special_sessions"], "special_sessions"),
             session_hours=_session_hours(data["special_sessions"]),
+            weekly=_weekly(data.get("weekly", {})),
         )
 
     @classmethod
@@ -195,6 +207,7 @@ class TradingCalendar:
         """Why the weekly rule's firing at ``local_time`` on ``day`` does nothing, if it does nothing:
         the day is a special session that starts (or stops) at another time, by its own schedule."""
         own = self.own_hours(day, kind)
+        local_time = self.weekly.get(kind) or local_time
         if own is None or own == local_time:
             return None
         return (f"{day.isoformat()} is a special session ({self.special_sessions.get(day)}) that {kind}s at {own} "

@@ -83,4 +83,6 @@ def build_calendar(cfg: Config, years: list[int]) -> dict[str, Any]:
         "covered_years": covered,
         "holidays": {d.isoformat(): found[d] for d in sorted(found)},
         "special_sessions": dict(sorted(sessions.items())),
+        # The weekly rules' own times: a firing stands for these, whatever second its event carries.
+        "weekly": {"start": cfg.schedule.start, "stop": cfg.schedule.stop},
     }

@@ -22,7 +22,9 @@ def cal(tmp_path_factory: pytest.TempPathFactory) -> TradingCalendar:
 def test_built_calendar_has_the_contract_shape() -> None:
     data = build_calendar(checked_config(["2026-12-31"], [{"date": "2026-11-08", "name": "Muhurat trading"}]),
                           [2026])
-    assert set(data) == {"exchange", "timezone", "weekdays", "covered_years", "holidays", "special_sessions"}
+    assert set(data) == {"exchange", "timezone", "weekdays", "covered_years", "holidays", "special_sessions",
+                         "weekly"}
+    assert data["weekly"] == {"start": "08:45", "stop": "15:40"}  # the weekly rules' own times
     assert data["exchange"] == "XNSE"
     assert data["timezone"] == "Asia/Kolkata"
     assert data["weekdays"] == [0, 1, 2, 3, 4]

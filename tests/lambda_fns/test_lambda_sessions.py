@@ -83,3 +83,24 @@ def test_start_warns_when_the_calendar_runs_out(emulator: localaws.MotoServer, t
     [warning] = [w for w in result["warnings"] if "trading calendar" in w]
     assert "covers up to 2026-12-31 (30 days left)" in warning and "python -m provision up" in warning
     assert "trading calendar covers up to 2026-12-31" in stack.notifications()[0]["message"]
+
+
+@pytest.fixture
+def late_close_stack(emulator: localaws.MotoServer, tmp_path: Path) -> Stack:
+    """A session that starts at the weekly time and stops later: only its stop has a one-time schedule."""
+    cfg = checked_config([], [{"date": EVENING, "name": "Late close", "start": "08:45", "stop": "19:00"}])
+    path = tmp_path / "calendar.json"
+    path.write_text(json.dumps(build_calendar(cfg, [2026, 2027])))
+    return new_stack(path)
+
+
+@pytest.mark.parametrize("late", [timedelta(seconds=6), timedelta(seconds=62)])
+def test_the_weekly_start_of_a_session_that_keeps_it_starts_even_when_its_event_is_late(
+        late_close_stack: Stack, late: timedelta) -> None:
+    stack = late_close_stack
+    stack.stop_now()
+    when = ist(f"{EVENING} 08:45") + late  # EventBridge's event time: seconds, or a minute, after the rule's
+    clock = FakeClock(when + timedelta(seconds=5))
+    result = start.run_start(event=Event(time=when), settings=stack.settings, ec2=stack.ec2, ssm=stack.ssm,
+                             s3=stack.s3, sns=stack.sns, clock=clock, budget=budget(clock))
+    assert result["outcome"] == "synced" and stack.state() == "running"
