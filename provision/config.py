@@ -517,10 +517,16 @@ class CronJob:
 
 def unique_names(jobs: tuple[CronJob, ...], ctx: Context) -> tuple[CronJob, ...]:
     items, seen = [], set()
+    at: dict[str, str] = {}
     for idx, job in enumerate(jobs):
         if job.name in seen:
             items.append((f"[{idx}].name", f"{job.name!r} is used by another job; names must be unique"))
         seen.add(job.name)
+        if job.time in at:
+            items.append((f"[{idx}].time", f"{job.time} is also {at[job.time]}'s time: every job takes the job lock "
+                                           "(flock -n), so one of the two would not run that minute (exit 75); give "
+                                           "each job a minute of its own"))
+        at.setdefault(job.time, job.name)
     if items:
         raise Problem("", items)
     return jobs
@@ -679,14 +685,34 @@ def validate(raw: Any, path: Path, env: Mapping[str, str] | None = None, today: 
 
 
 def _session_jobs(sections: dict[str, Any]) -> list[tuple[str, str]]:
-    """A special session's ``jobs`` name jobs of ``cron_jobs``."""
-    names = [job.name for job in sections["cron_jobs"]]
+    """A special session's ``jobs`` name jobs of ``cron_jobs``, at minutes no other entry of that day takes.
+
+    Every cron entry takes the job lock (``flock -n``) before its guard decides whether the day is its own, so
+    a weekly entry that only skips on a session's day still holds the lock for its minute, and a session's job
+    at that minute would not run (exit 75).
+    """
+    weekly = {job.name: job.time for job in sections["cron_jobs"]}
+    weekdays = set((sections.get("schedule") or {}).get("weekdays") or ())
     found = []
     for idx, session in enumerate(sections["calendar"].get("special_sessions") or ()):
-        for name in session.jobs:
-            if name not in names:
-                found.append((f"calendar.special_sessions[{idx}].jobs.{name}",
-                              f"is not one of the cron_jobs ({', '.join(names) or 'none'})"))
+        try:
+            fires = WEEKDAYS[dt.date.fromisoformat(session.date).weekday()] in weekdays
+        except (TypeError, ValueError):
+            fires = False
+        taken = {at: name for name, at in weekly.items()} if fires else {}
+        for name, at in sorted(session.jobs.items()):
+            where = f"calendar.special_sessions[{idx}].jobs.{name}"
+            if name not in weekly:
+                found.append((where, f"is not one of the cron_jobs ({', '.join(weekly) or 'none'})"))
+                continue
+            if fires and at == weekly[name]:
+                continue  # the job's own weekly entry runs it then
+            other = taken.get(at)
+            if other is not None:
+                found.append((where, f"{at} is when {other}'s entry fires that day and holds the job lock "
+                                     f"(flock -n, even when the job then skips), so {name} would not run (exit 75); "
+                                     "choose another minute"))
+            taken[at] = name
     return found
 
 

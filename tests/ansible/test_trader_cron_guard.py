@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import pytest
+from ansible.errors import AnsibleFilterError
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "trader_cron"
@@ -225,6 +226,19 @@ def test_dated_entries_only_where_the_weekly_entries_do_not_run_the_job() -> Non
     # The guard learns the sessions from today on.
     assert sorted(sessions_filter.guard_sessions(sessions, "2026-11-08")) == ["2026-11-08", "2026-11-10",
                                                                                "2026-11-11"]
+
+
+def test_a_session_job_at_the_minute_of_another_jobs_entry_is_refused() -> None:
+    """Every entry takes the lock before its guard decides: the weekly pre-market entry at 08:55, which only
+    skips on the session's day, would make a dated trading entry at 08:55 exit 75."""
+    monday = [{"date": "2026-11-09", "name": "Early", "start": "08:45", "stop": "15:40",
+               "jobs": {"pre-market-setup": "08:40", "trading": "08:55"}}]
+    with pytest.raises(AnsibleFilterError, match="trading at 08:55 is when pre-market-setup's entry fires that day"):
+        sessions_filter.session_entries(monday, JOBS, "1,2,3,4,5", "2026-11-02")
+    # Two jobs of one session at one minute, on a Sunday (no weekly entry fires): refused too.
+    sunday = [dict(monday[0], date="2026-11-08", jobs={"pre-market-setup": "09:00", "trading": "09:00"})]
+    with pytest.raises(AnsibleFilterError, match="trading at 09:00 is when pre-market-setup's entry"):
+        sessions_filter.session_entries(sunday, JOBS, "1,2,3,4,5", "2026-11-02")
 
 
 def test_weekly_entries_have_the_shape_of_the_dated_ones() -> None:

@@ -249,3 +249,31 @@ def test_fixed_offset_zones() -> None:
     assert cron.fixed_offset("UTC", today) == dt.timedelta(0)
     assert cron.fixed_offset("America/New_York", today) is None
     assert cron.fixed_offset("Australia/Sydney", today) is None  # southern-hemisphere DST
+
+
+def test_two_jobs_at_one_minute_are_refused(tmp_path: Path) -> None:
+    raw = base_config()
+    raw["cron_jobs"][1]["time"] = raw["cron_jobs"][0]["time"]  # every entry takes the job lock (flock -n)
+    [problem] = problems_of(raw, tmp_path)
+    assert problem.startswith(f"cron_jobs[1].time: {raw['cron_jobs'][0]['time']} is also "
+                              f"{raw['cron_jobs'][0]['name']}'s time")
+    assert "one of the two would not run that minute (exit 75)" in problem
+
+
+def test_a_session_job_at_the_minute_of_another_jobs_weekly_entry_is_refused(tmp_path: Path) -> None:
+    """On a weekday session the weekly entries still fire (their guard skips them), holding the job lock."""
+    raw = base_config()
+    first, second = raw["cron_jobs"][0], raw["cron_jobs"][1]
+    raw["calendar"]["special_sessions"] = [
+        {"date": "2026-11-09", "name": "Early", "jobs": {first["name"]: "08:50", second["name"]: first["time"]}}]
+    [problem] = problems_of(raw, tmp_path)
+    assert problem.startswith(f"calendar.special_sessions[0].jobs.{second['name']}: {first['time']} is when "
+                              f"{first['name']}'s entry fires that day")
+    # A Sunday session: no weekly entry fires, so that minute is free; the job's own weekly time is fine too.
+    raw["calendar"]["special_sessions"] = [
+        {"date": "2026-11-08", "name": "Muhurat", "start": "08:45", "stop": "15:40",
+         "jobs": {first["name"]: "08:50", second["name"]: first["time"]}},
+        {"date": "2026-11-10", "name": "Same", "jobs": {second["name"]: second["time"]}}]
+    path = tmp_path / "fine.yml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert len(config.load(path, env={}).calendar.special_sessions) == 2

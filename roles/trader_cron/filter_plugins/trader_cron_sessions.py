@@ -6,7 +6,8 @@ entry of a job runs it on that day only when it fires that day at that very
 time (the guard skips it otherwise); every other job of the session gets an
 entry of its own, dated (minute, hour, day of month, month), which the guard
 runs on that date only. A dated entry is never made for a minute at which the
-weekly entry fires too: both would take the lock at once, and one would fail.
+weekly entry fires too: both would take the lock at once, and one would fail;
+a session job at the minute of another job's entry that day is refused.
 
 Sessions before ``today`` (the host's date in the exchange's zone) get no
 entries: the role removes what is no longer wanted.
@@ -61,6 +62,9 @@ def session_entries(sessions: list[dict[str, Any]], jobs: list[dict[str, Any]], 
         if str(session["date"]) < today:
             continue
         day = dt.date.fromisoformat(str(session["date"]))
+        # Every entry takes the lock before its guard decides (a weekly one that skips that day too): the
+        # minutes the weekly entries fire that day, and the session's own, are each one job's.
+        taken = {str(j["time"]): str(j["name"]) for j in jobs if weekday_fires(job_weekday(j, weekday), day)}
         for name, at in sorted((session.get("jobs") or {}).items()):
             job = by_name.get(name)
             if job is None:
@@ -68,6 +72,11 @@ def session_entries(sessions: list[dict[str, Any]], jobs: list[dict[str, Any]], 
                                          "trader_cron_jobs")
             if at == job["time"] and weekday_fires(job_weekday(job, weekday), day):
                 continue  # the weekly entry runs it then
+            if taken.get(at, name) != name:
+                raise AnsibleFilterError(f"special session {session['date']}: {name} at {at} is when {taken[at]}'s "
+                                         f"entry fires that day and holds the job lock (flock -n), so {name} would "
+                                         "not run (exit 75); choose another minute")
+            taken[at] = name
             hour, minute = (int(x) for x in at.split(":"))
             entries.append({"name": f"{name}@{day.isoformat()}", "job": name, "script": job["script"],
                             "date": day.isoformat(), "time": at, "minute": str(minute), "hour": str(hour),
