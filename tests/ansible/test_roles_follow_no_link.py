@@ -26,21 +26,24 @@ TASKS = [("workspace_sync", "files.yml"), ("trader_cron", "guard.yml"), ("python
 
 
 def file_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every ansible.builtin.file task, blocks included."""
+    """Every file task (ansible.builtin.file, or its short names), in blocks, rescues and always too."""
     found = []
-    for task in tasks:
-        found += file_tasks(task.get("block", []))
-        if "ansible.builtin.file" in task:
+    for task in tasks or []:
+        for part in ("block", "rescue", "always"):
+            found += file_tasks(task.get(part, []))
+        if {"ansible.builtin.file", "file", "ansible.legacy.file"} & set(task):
             found.append(task)
     return found
 
 
-@pytest.mark.parametrize(("role", "task_file"), TASKS)
-def test_every_file_task_of_the_roles_follows_no_link(role: str, task_file: str) -> None:
-    tasks = file_tasks(yaml.safe_load((ROOT / "roles" / role / "tasks" / task_file).read_text()))
-    assert tasks, f"no file task in {role}/tasks/{task_file}: the test reads the wrong shape"
-    for task in tasks:
-        assert task["ansible.builtin.file"].get("follow") is False, f"{role}: {task['name']!r} follows links"
+def test_every_file_task_of_the_roles_follows_no_link() -> None:
+    seen = {}
+    for path in sorted(ROOT.glob("roles/*/tasks/*.yml")) + sorted(ROOT.glob("roles/*/handlers/*.yml")):
+        for task in file_tasks(yaml.safe_load(path.read_text())):
+            args = next(task[k] for k in ("ansible.builtin.file", "file", "ansible.legacy.file") if k in task)
+            seen[f"{path.relative_to(ROOT)}: {task.get('name')}"] = args.get("follow")
+    assert {f"{role}/tasks/{f}" for role, f in TASKS} <= {k.split(":")[0].removeprefix("roles/") for k in seen}
+    assert {k: v for k, v in seen.items() if v is not False} == {}
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the task gives a directory to another user")
