@@ -212,12 +212,10 @@ class Bucket(Resource):
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
         ctx.ids["bucket"] = live["name"]
-        ctx.cache["bucket_adopting_from"] = live.get("adopting_from")
 
-    def note(self, ctx: Context) -> str:
-        live = ctx.cache.get("bucket_adopting_from")
-        adopting = f"; adopting the bucket of stack {live!r}, which is down" if live else ""
-        return operators(ctx).describe() + adopting
+    def note(self, ctx: Context, live: dict[str, Any] | None) -> str:
+        other = (live or {}).get("adopting_from")
+        return operators(ctx).describe() + (f"; adopting the bucket of stack {other!r}, which is down" if other else "")
 
     def desired(self, ctx: Context) -> dict[str, Any]:
         return {

@@ -40,12 +40,12 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
+SENSITIVE_ATTRS = frozenset({"private_key"})
 
 
 def _unknown(value: Any) -> bool:
     """Whether a wanted value is, or holds, one known only after apply."""
     return value is UNKNOWN or (isinstance(value, (list, tuple)) and any(v is UNKNOWN for v in value))
-SENSITIVE_ATTRS = frozenset({"private_key"})
 
 
 @dataclass
@@ -120,8 +120,9 @@ class Resource:
         """Raise (ProvisionError) when these differences cannot be applied in place (a VPC's CIDR, a running
         host's type): ``plan`` shows the reason, and ``up`` stops before changing anything."""
 
-    def note(self, ctx: Context) -> str:
-        """A line ``plan`` shows with the resource, changed or not (e.g. who the bucket's operators are)."""
+    def note(self, ctx: Context, live: dict[str, Any] | None) -> str:
+        """A line ``plan`` shows with the resource, changed or not (e.g. who the bucket's operators are);
+        ``live`` is what ``find`` found (None: the resource is to be created)."""
         return ""
 
 
@@ -250,7 +251,7 @@ class Engine:
         if not r.enabled(ctx):
             return Change(r.address, r.label(ctx), "noop", live=live)
         if live is None:
-            return Change(r.address, r.label(ctx), "create", note=r.note(ctx))
+            return Change(r.address, r.label(ctx), "create", note=r.note(ctx, None))
         diffs = compare(live, r.desired(ctx))
         blocked = ""
         known = [d for d in diffs if not _unknown(d.new)]  # a value made later in this run is judged then
@@ -259,7 +260,7 @@ class Engine:
                 r.check_update(ctx, live, known)
             except ProvisionError as exc:
                 blocked = str(exc)
-        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx),
+        return Change(r.address, r.label(ctx), "update" if diffs else "noop", diffs, live, note=r.note(ctx, live),
                       blocked=blocked)
 
     def plan_up(self, ctx: Context) -> Plan:
@@ -297,6 +298,8 @@ class Engine:
                         "with `python -m provision plan`, then re-run up")
                 if after.action == "update":
                     assert after.live is not None
+                    if after.blocked:
+                        raise ProvisionError(after.blocked)
                     r.update(ctx, after.live, after.diffs)
                     self._change_for(ctx, r)
                 progress(f"{r.address}: created ({time.monotonic() - t0:.1f}s)")

@@ -92,7 +92,8 @@ class Instance(Resource):
         i = find_instance(ctx)
         if i is None:
             return None
-        ctx.cache["root_volume_gb"] = root_volume(ctx, i)[1]
+        volume_id, size = root_volume(ctx, i)
+        ctx.cache["root_volume_gb"] = size  # for desired(), which sees only the config
         return {
             "id": i["InstanceId"],
             "state": i["State"]["Name"],
@@ -104,7 +105,8 @@ class Instance(Resource):
             "instance_profile": (i.get("IamInstanceProfile") or {}).get("Arn"),
             "public_ip": i.get("PublicIpAddress"),
             "architecture": i.get("Architecture"),
-            "root_volume_gb": ctx.cache["root_volume_gb"],
+            "root_volume_gb": size,
+            "root_volume_id": volume_id,  # not compared: what update grows
         }
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
@@ -127,15 +129,13 @@ class Instance(Resource):
     def _wanted_volume(ctx: Context) -> int | None:
         """instance.root_volume_gb, unless the volume is larger already (grown in the console, say: EBS
         cannot shrink it, so that is no change to make) or its size is not known yet (a launch under way)."""
-        live = ctx.cache.get("root_volume_gb")
-        if live is None and "root_volume_gb" in ctx.cache:
-            return None
-        return max(ctx.cfg.instance.root_volume_gb, live or 0)
+        live = ctx.cache.get("root_volume_gb")  # desired() is asked only of a host find() found
+        return None if live is None else max(ctx.cfg.instance.root_volume_gb, live)
 
-    def note(self, ctx: Context) -> str:
-        live = ctx.cache.get("root_volume_gb")
-        if live is not None and live > ctx.cfg.instance.root_volume_gb:
-            return (f"the root volume is {live} GiB, larger than instance.root_volume_gb "
+    def note(self, ctx: Context, live: dict[str, Any] | None) -> str:
+        size = (live or {}).get("root_volume_gb")
+        if size is not None and size > ctx.cfg.instance.root_volume_gb:
+            return (f"the root volume is {size} GiB, larger than instance.root_volume_gb "
                     f"({ctx.cfg.instance.root_volume_gb}): kept, as EBS volumes do not shrink")
         return ""
 
@@ -237,7 +237,6 @@ class Instance(Resource):
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         ec2 = ctx.clients.ec2
-        self.check_update(ctx, live, diffs)
         for d in diffs:
             if d.attr == "http_tokens":
                 ec2.modify_instance_metadata_options(
@@ -250,10 +249,7 @@ class Instance(Resource):
             elif d.attr == "root_volume_gb":
                 # Online: the volume grows now, the partition and file system at the host's next boot
                 # (Amazon Linux's cloud-init grows them at every boot).
-                volume_id, _ = root_volume(ctx, find_instance(ctx) or {})
-                if volume_id is None:
-                    raise ProvisionError("instance: its root volume is not attached yet; re-run up in a minute")
-                ec2.modify_volume(VolumeId=volume_id, Size=d.new)
+                ec2.modify_volume(VolumeId=live["root_volume_id"], Size=d.new)
 
     def delete(self, ctx: Context, live: dict[str, Any]) -> None:
         ec2 = ctx.clients.ec2

@@ -151,7 +151,6 @@ class KeyPair(Resource):
         final = parameter_name(pair["KeyPairId"]) if pair else None
         stale = [p for p in params if p not in (final, pending)]
         kept = stale if stale and _host_predates(ctx, pair) else []
-        ctx.cache["kept_key_parameters"] = kept
         return {
             "id": pair["KeyPairId"] if pair else None,
             "public_key": pair.get("PublicKey", "") if pair else "",
@@ -160,6 +159,7 @@ class KeyPair(Resource):
             and (final in params or _parameter_exists(ctx.clients.ssm, final)),
             "pending_parameter": pending in params,
             "stale_parameters": [p for p in stale if p not in kept],
+            "kept_parameters": kept,  # not compared (desired has no such key): what note says
         }
 
     def publish(self, ctx: Context, live: dict[str, Any]) -> None:
@@ -176,8 +176,8 @@ class KeyPair(Resource):
             "stale_parameters": [],
         }
 
-    def note(self, ctx: Context) -> str:
-        kept = ctx.cache.get("kept_key_parameters") or []
+    def note(self, ctx: Context, live: dict[str, Any] | None) -> str:
+        kept = (live or {}).get("kept_parameters") or []
         if not kept:
             return ""
         return (f"keeping {', '.join(kept)}: the host was launched before this stack's key pair was made, so it "

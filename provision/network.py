@@ -93,7 +93,6 @@ class Vpc(Resource):
                 _immutable(self.address, "cidr", d.old, d.new)
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        self.check_update(ctx, live, diffs)
         for d in diffs:
             if d.attr == "dns_hostnames":
                 ctx.clients.ec2.modify_vpc_attribute(VpcId=live["id"], EnableDnsHostnames={"Value": d.new})
@@ -160,7 +159,6 @@ class Subnet(Resource):
                 _immutable(self.address, d.attr, d.old, d.new)
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
-        self.check_update(ctx, live, diffs)
         for d in diffs:
             if d.attr == "public_ip_on_launch":
                 ctx.clients.ec2.modify_subnet_attribute(
@@ -260,7 +258,6 @@ class RouteTable(Resource):
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         ec2 = ctx.clients.ec2
-        self.check_update(ctx, live, diffs)
         igw, subnet = ctx.need("igw_id"), ctx.need("subnet_id")
         if live["default_route"] is None:
             ec2.create_route(RouteTableId=live["id"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
@@ -370,7 +367,6 @@ class SecurityGroup(Resource):
 
     def update(self, ctx: Context, live: dict[str, Any], diffs: list[Diff]) -> None:
         ec2 = ctx.clients.ec2
-        self.check_update(ctx, live, diffs)
         cidrs = ssh_ingress(ctx)
         want = set(f"tcp/22 from {cidr}" for cidr in cidrs)
         extra = [rid for key, rid in live["rule_ids"].items() if key not in want]
