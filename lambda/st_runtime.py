@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, WaiterError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.waiter import WaiterModel, create_waiter_with_client
+from st_settings import stack_of
 
 LOGGER = logging.getLogger("simpletrader")
 LOGGER.setLevel(logging.INFO)
@@ -477,7 +478,7 @@ def notify_early_failure(sns_in: Callable[[str], Any], function: str, err: Excep
     parts = topic.split(":")
     if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not parts[3]:
         return False
-    stack = os.environ.get("ST_STACK_NAME", "").strip() or parts[5].removesuffix("-events")
+    stack = stack_of(os.environ, topic)
     return notify(sns_in(parts[3]), topic, f"{stack} {function}: FAILED before it began",
                   message_lines(f"The {function} function could not begin: {err}",
                                 [consequence, "Fix the cause (`python -m provision up` deploys the functions' "

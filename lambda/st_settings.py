@@ -101,9 +101,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _stack_from_topic(topic_arn: str) -> str:
+def stack_of(env: Mapping[str, str], topic_arn: str) -> str:
+    """``ST_STACK_NAME``, else the topic's name without ``-events``."""
     name = topic_arn.rsplit(":", 1)[-1]
-    return name[: -len("-events")] if name.endswith("-events") and len(name) > len("-events") else name
+    from_topic = name[: -len("-events")] if name.endswith("-events") and len(name) > len("-events") else name
+    return env.get("ST_STACK_NAME", "").strip() or from_topic
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -142,7 +144,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                             f"{', '.join(TOKEN_CHECKS)}")
 
     calendar_raw = env.get("ST_CALENDAR_FILE", "").strip()
-    stack_name = env.get("ST_STACK_NAME", "").strip() or _stack_from_topic(topic_arn)
+    stack = stack_of(env, topic_arn)
 
     return Settings(
         instance_id=instance_id,
@@ -160,5 +162,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         waiter_delay_seconds=_float(env, "ST_WAITER_DELAY_SECONDS", 5.0),
         waiter_max_attempts=_int(env, "ST_WAITER_MAX_ATTEMPTS", 60),
         calendar_file=Path(calendar_raw) if calendar_raw else HERE / "calendar.json",
-        stack_name=stack_name,
+        stack_name=stack,
     )
