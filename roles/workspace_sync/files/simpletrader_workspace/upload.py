@@ -21,32 +21,16 @@ from .s3 import Bucket
 UPLOADED_MARKER = ".simpletrader-uploaded.json"
 
 
-def data_files(cfg: Config, root: Path) -> list[tuple[str, Path, str]]:
-    """(path relative to root, absolute path, bucket key) of every trade data file."""
-    out: list[tuple[str, Path, str]] = []
+def scan(cfg: Config, root: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
+    """One walk of the trade data: (path relative to root, absolute path, bucket key) of every file uploaded,
+    and the paths (relative to root) of what never is: links, which root does not follow in the trading
+    user's directories, and anything that is neither a file nor a directory."""
+    files: list[tuple[str, Path, str]] = []
+    skipped: list[str] = []
     for local, prefix in ((cfg.trade_logs, cfg.prefixes["logs"]), (cfg.ledger, cfg.prefixes["ledger"])):
         base = root / local
-        if not base.is_dir() or base.is_symlink():
-            continue
-        for dirpath, dirnames, filenames in os.walk(str(base)):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                inner = path.relative_to(base).as_posix()
-                out.append((f"{local}/{inner}", path, prefix + inner))
-    return out
-
-
-def not_uploaded(cfg: Config, root: Path) -> list[str]:
-    """What sits among the trade data but is never uploaded (paths relative to ``root``): links, which root
-    does not follow in the trading user's directories, and anything that is neither a file nor a directory."""
-    out: list[str] = []
-    for local in (cfg.trade_logs, cfg.ledger):
-        base = root / local
         if base.is_symlink():
-            out.append(local)
+            skipped.append(local)
             continue
         if not base.is_dir():
             continue
@@ -55,8 +39,21 @@ def not_uploaded(cfg: Config, root: Path) -> list[str]:
             for name in sorted(dirnames + filenames):
                 path = Path(dirpath) / name
                 if path.is_symlink() or not (path.is_dir() or path.is_file()):
-                    out.append(path.relative_to(root).as_posix())
-    return out
+                    skipped.append(path.relative_to(root).as_posix())
+                elif path.is_file():
+                    inner = path.relative_to(base).as_posix()
+                    files.append((f"{local}/{inner}", path, prefix + inner))
+    return files, skipped
+
+
+def data_files(cfg: Config, root: Path) -> list[tuple[str, Path, str]]:
+    """(path relative to root, absolute path, bucket key) of every trade data file."""
+    return scan(cfg, root)[0]
+
+
+def not_uploaded(cfg: Config, root: Path) -> list[str]:
+    """What sits among the trade data but is never uploaded (paths relative to ``root``)."""
+    return scan(cfg, root)[1]
 
 
 def read_data_file(beneath: Beneath, rel: str) -> tuple[int, int, str]:
