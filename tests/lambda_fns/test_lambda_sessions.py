@@ -20,16 +20,22 @@ from provision.trading_calendar import build_calendar
 EVENING = "2026-11-12"  # a Thursday: the weekly rules fire, but the session has its own hours
 
 
-@pytest.fixture
-def session_stack(emulator: localaws.MotoServer, tmp_path: Path) -> Stack:
-    cfg = checked_config([], [{"date": EVENING, "name": "Evening session", "start": "18:00", "stop": "19:00"}])
+def stack_with_session(tmp_path: Path, session: dict[str, str]) -> Stack:
+    """A stack whose deployed calendar has this one special session."""
     path = tmp_path / "calendar.json"
-    path.write_text(json.dumps(build_calendar(cfg, [2026, 2027])))
+    path.write_text(json.dumps(build_calendar(checked_config([], [session]), [2026, 2027])))
     return new_stack(path)
 
 
-def start_at(stack: Stack, hhmm: str, **event: Any) -> dict[str, Any]:
-    when = ist(f"{EVENING} {hhmm}")
+@pytest.fixture
+def session_stack(emulator: localaws.MotoServer, tmp_path: Path) -> Stack:
+    return stack_with_session(tmp_path, {"date": EVENING, "name": "Evening session", "start": "18:00",
+                                         "stop": "19:00"})
+
+
+def start_at(stack: Stack, hhmm: str, late: timedelta = timedelta(0), **event: Any) -> dict[str, Any]:
+    """The start function invoked by an event for ``hhmm`` on EVENING's day, whose time is ``late`` after it."""
+    when = ist(f"{EVENING} {hhmm}") + late
     clock = FakeClock(when + timedelta(seconds=5))
     return start.run_start(event=Event(time=when, **event), settings=stack.settings, ec2=stack.ec2,
                            ssm=stack.ssm, s3=stack.s3, sns=stack.sns, clock=clock, budget=budget(clock))
@@ -85,22 +91,11 @@ def test_start_warns_when_the_calendar_runs_out(emulator: localaws.MotoServer, t
     assert "trading calendar covers up to 2026-12-31" in stack.notifications()[0]["message"]
 
 
-@pytest.fixture
-def late_close_stack(emulator: localaws.MotoServer, tmp_path: Path) -> Stack:
-    """A session that starts at the weekly time and stops later: only its stop has a one-time schedule."""
-    cfg = checked_config([], [{"date": EVENING, "name": "Late close", "start": "08:45", "stop": "19:00"}])
-    path = tmp_path / "calendar.json"
-    path.write_text(json.dumps(build_calendar(cfg, [2026, 2027])))
-    return new_stack(path)
-
-
 @pytest.mark.parametrize("late", [timedelta(seconds=6), timedelta(seconds=62)])
 def test_the_weekly_start_of_a_session_that_keeps_it_starts_even_when_its_event_is_late(
-        late_close_stack: Stack, late: timedelta) -> None:
-    stack = late_close_stack
+        emulator: localaws.MotoServer, tmp_path: Path, late: timedelta) -> None:
+    # The session starts at the weekly time and stops later: only its stop has a one-time schedule.
+    stack = stack_with_session(tmp_path, {"date": EVENING, "name": "Late close", "start": "08:45", "stop": "19:00"})
     stack.stop_now()
-    when = ist(f"{EVENING} 08:45") + late  # EventBridge's event time: seconds, or a minute, after the rule's
-    clock = FakeClock(when + timedelta(seconds=5))
-    result = start.run_start(event=Event(time=when), settings=stack.settings, ec2=stack.ec2, ssm=stack.ssm,
-                             s3=stack.s3, sns=stack.sns, clock=clock, budget=budget(clock))
+    result = start_at(stack, "08:45", late=late)  # EventBridge's event: seconds, or a minute, after the rule's
     assert result["outcome"] == "synced" and stack.state() == "running"
