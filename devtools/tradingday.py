@@ -285,7 +285,7 @@ class Day:
 
     def wheelhouse(self) -> Path:
         """Wheels for the host (Python 3.9), built once and cached, as an operator's publish would."""
-        from provision.publish import build_wheelhouse
+        from provision.wheelhouse import build_wheelhouse
 
         dest = WHEEL_CACHE / "example"
         reqs = ROOT / "example" / "simpletrader" / "requirements.txt"

@@ -17,7 +17,7 @@ def download_wheels(requirements: list[str], dest: Path, log: Path | None = None
     Each set gets a directory of its own (dest/<hash>), so wheels of an older pin
     list never sit beside the current ones.
     """
-    from provision.publish import build_wheelhouse
+    from provision.wheelhouse import build_wheelhouse
 
     here = dest / hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:12]
     stamp = here / ".complete"

@@ -158,3 +158,34 @@ def retry_on(
                 raise
             sleep(min(delay * attempt, 10.0))
     raise AssertionError("unreachable")
+
+
+def describe_client_error(exc: ClientError) -> str:
+    """One or two lines for an AWS error that ended a command: what failed, and what to do."""
+    code, message = error_code(exc), error_message(exc)
+    op = exc.operation_name
+    attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    tried = f" (gave up after {attempts + 1} attempts)" if attempts else ""
+    if code in (
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "SlowDown",
+        "RequestThrottled",
+        "ThrottledException",
+    ):
+        return (
+            f"AWS is throttling {op} ({code}){tried}. Nothing is lost: wait a minute and re-run the same "
+            "command; it continues where it stopped"
+        )
+    if code in (
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+    ):
+        return f"{op}: {code}: {message}. Check the AWS credentials and their permissions, then re-run"
+    return f"{op} failed: {code}: {message}{tried}. Fix the cause and re-run the same command"

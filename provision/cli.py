@@ -24,13 +24,13 @@ from botocore.exceptions import (
     WaiterError,
 )
 
-from provision import access, doctor, network, operate, releases, rules, sessions, stack
+from provision import access, doctor, network, operate, sessions, stack, status
 from provision import config as config_mod
-from provision.aws import Clients, error_code, error_message
+from provision.aws import Clients, describe_client_error
 from provision.engine import Context, Plan
 from provision.errors import ConfigError, ProvisionError
-from provision.instance import find_instance, public_address
-from provision.keypair import find_key_pair, key_name, parameter_name, read_private_key
+from provision.instance import host_disk_warning
+from provision.keypair import key_name, write_private_key
 
 ClientsFactory = Callable[[str], Clients]
 #: The stack config's path when --config is not given (the playbooks and the inventory read it too).
@@ -173,7 +173,7 @@ def main(
         o.error(str(exc))
         return 1
     except ClientError as exc:
-        o.error(_describe_client_error(exc))
+        o.error(describe_client_error(exc))
         return 1
     except WaiterError as exc:
         o.error(f"gave up waiting: {exc}. Re-run the same command; it continues where it stopped")
@@ -187,36 +187,6 @@ def main(
     except KeyboardInterrupt:
         o.error("interrupted; re-run the same command to continue where it stopped")
         return 130
-
-
-def _describe_client_error(exc: ClientError) -> str:
-    code, message = error_code(exc), error_message(exc)
-    op = exc.operation_name
-    attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-    tried = f" (gave up after {attempts + 1} attempts)" if attempts else ""
-    if code in (
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "SlowDown",
-        "RequestThrottled",
-        "ThrottledException",
-    ):
-        return (
-            f"AWS is throttling {op} ({code}){tried}. Nothing is lost: wait a minute and re-run the same "
-            "command; it continues where it stopped"
-        )
-    if code in (
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "ExpiredToken",
-    ):
-        return f"{op}: {code}: {message}. Check the AWS credentials and their permissions, then re-run"
-    return f"{op} failed: {code}: {message}{tried}. Fix the cause and re-run the same command"
 
 
 # --------------------------------------------------------------------------- commands
@@ -298,49 +268,8 @@ def cmd_down(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[
     return 0
 
 
-def host_disk_warning(state: str | None) -> str:
-    """What goes with the host's disk: said before down asks, and printed with --yes too."""
-    text = ("The host's disk is deleted with it: trade data no end of day uploaded (`python -m provision stop "
-            "--eod` uploads it, then stops the host) and the job logs eod has not uploaded yet are lost.")
-    if state not in ("stopped", "terminated", "shutting-down"):
-        text += (f" The host is {state}: if it traded today, run `python -m provision stop --eod` first, or "
-                 "today's trades are lost with it.")
-    return text
-
-
-def _outputs(ctx: Context) -> dict[str, Any]:
-    cfg = ctx.cfg
-    inst = find_instance(ctx)
-    ip, static = public_address(ctx, inst)
-    pair = find_key_pair(ctx.clients.ec2, ctx.stack)
-    pem = f"{key_name(ctx.stack)}.pem"
-    param = parameter_name(pair["KeyPairId"]) if pair else None
-    instance_id = (inst or {}).get("InstanceId")
-    return {
-        "stack": ctx.stack,
-        "region": cfg.stack.region,
-        "bucket": config_mod.bucket_name(cfg),
-        "instance_id": instance_id,
-        "instance_state": ((inst or {}).get("State") or {}).get("Name"),
-        "key_pair": key_name(ctx.stack) if pair else None,
-        "key_parameter": param,
-        "public_ip": ip,
-        "static_ip": static,
-        "key_command": f"python -m provision key --out {pem}",
-        "key_command_aws_cli": (
-            f'aws ssm get-parameter --name "{param}" --with-decryption '
-            f'--query "Parameter.Value" --output text > {pem} && chmod 400 {pem}'
-        )
-        if param
-        else None,
-        "functions": {"start": f"{ctx.stack}-start", "stop": f"{ctx.stack}-stop"},
-        "access": cfg.network.access,
-        **access.ssh_lines(cfg, instance_id, ip, pem),
-    }
-
-
 def cmd_outputs(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
-    data = _outputs(ctx)
+    data = status.outputs(ctx)
     if args.json:
         o.line(json.dumps(data, indent=2, sort_keys=True))
         return 0
@@ -351,101 +280,15 @@ def cmd_outputs(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callab
 
 
 def cmd_status(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
-    cfg = ctx.cfg
-    data = _outputs(ctx)
-    s = cfg.schedule
-    now = dt.datetime.now(dt.timezone.utc)
-    calendar = rules.calendar(cfg, builder=ctx.options.get("calendar_builder"))
-    start, skipped = next_run(calendar, s.start, now, "start")
-    stop, _ = next_run(calendar, s.stop, now, "stop")
-    o.line(f"stack       {ctx.stack} ({cfg.stack.region})")
-    instance = data["instance_id"] or "- (not created; run up)"
-    o.line(f"instance    {instance}  {data['instance_state'] or ''}".rstrip())
-    ip_kind = "static (Elastic IP)" if data["static_ip"] else "changes on every start"
-    o.line(f"public ip   {data['public_ip'] or '-'}  {ip_kind if data['public_ip'] else ''}".rstrip())
-    o.line(f"next start  {start:%a %Y-%m-%d %H:%M} {s.timezone}")
-    o.line(f"next stop   {stop:%a %Y-%m-%d %H:%M} {s.timezone}")
-    for day in skipped:
-        o.line(f"            {day.day.isoformat()} skipped: {day.name} (exchange holiday)")
-    for line in _coming_sessions(cfg, calendar, now):
+    for line in status.status_lines(ctx, dt.datetime.now(dt.timezone.utc)):
         o.line(line)
-    until = calendar.covered_until()
-    # Computed here from the config and the holidays package, not read from the deployed functions.
-    warning = calendar.coverage_warning(now.date())
-    o.line(f"calendar    {cfg.calendar.exchange} holidays known up to {until.isoformat() if until else '-'} "
-           "(as of this config; the functions have the calendar of the last `up`)"
-           + (f"; warning: {warning}" if warning else ""))
-    if data["instance_id"]:
-        for line in _last_commands(ctx, data["instance_id"]):
-            o.line(line)
     return 0
-
-
-def _coming_sessions(cfg: config_mod.Config, calendar: Any, now: dt.datetime) -> list[str]:
-    """One line per special session still ahead, with its hours."""
-    s = cfg.schedule
-    today = now.astimezone(calendar.zone).date().isoformat()
-    return [f"session     {x.date} {x.name}: {'-'.join(x.hours(s))} {s.timezone}"
-            + (f", jobs {', '.join(f'{k} {v}' for k, v in x.jobs.items())}" if x.jobs else "")
-            for x in cfg.calendar.special_sessions if x.date >= today]
-
-
-def next_run(calendar: Any, local: str, now: dt.datetime, kind: str = "start") -> tuple[dt.datetime, list[Any]]:
-    """The next start (or stop) after ``now`` on a trading day of the rule: at ``local`` (exchange-local
-    ``HH:MM``), or at a special session's own time; and the holidays passed over before it."""
-    zone = calendar.zone
-    day = now.astimezone(zone).date()
-    skipped: list[Any] = []
-    for _ in range(400):
-        decision, passed = calendar.next_open(day)
-        skipped += passed
-        at = calendar.own_hours(decision.day, kind) or local
-        hour, minute = (int(x) for x in at.split(":"))
-        when = dt.datetime.combine(decision.day, dt.time(hour, minute), zone)
-        if when > now:
-            return when, skipped
-        day = decision.day + dt.timedelta(days=1)
-    raise ProvisionError("no trading day in the calendar ahead; refresh it with `python -m provision up`")
-
-
-def _last_commands(ctx: Context, instance_id: str) -> list[str]:
-    """The last sync / end-of-day command results the SSM history shows, if any."""
-    from provision.documents import document_name
-
-    try:
-        commands = ctx.clients.ssm.list_commands(InstanceId=instance_id, MaxResults=50).get("Commands", [])
-    except ClientError:
-        return ["last runs  (SSM command history not readable)"]
-    lines = []
-    for label, kind in (("last start", "sync"), ("last stop", "eod")):
-        wanted = document_name(ctx.stack, kind)
-        runs = [c for c in commands if c.get("DocumentName") == wanted]
-        runs.sort(key=lambda c: c.get("RequestedDateTime") or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        if runs:
-            last = runs[-1]
-            when = last.get("RequestedDateTime")
-            when_s = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if when else "?"
-            lines.append(f"{label.ljust(11)} {last.get('Status', '?')} ({when_s}, {wanted})")
-        else:
-            lines.append(f"{label.ljust(11)} - (no run of {wanted} in the SSM history)")
-    return lines
 
 
 def cmd_key(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
     target: Path = args.out or Path(f"{key_name(ctx.stack)}.pem")
-    if target.exists():
-        raise ProvisionError(
-            f"{target} already exists; not overwriting it. Remove it or pass --out OTHER.pem"
-        )
-    name, private = read_private_key(ctx)
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    except FileExistsError:
-        raise ProvisionError(f"{target} already exists; not overwriting it") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(private if private.endswith("\n") else private + "\n")
-    os.chmod(target, 0o400)
-    data = _outputs(ctx)
+    name = write_private_key(ctx, target)
+    data = status.outputs(ctx)
     lines = access.ssh_lines(ctx.cfg, data["instance_id"], data["public_ip"], str(target))
     o.line(f"Wrote the private key from {name} to {target} (mode 0400).")
     o.line(f"SSH:  {lines['ssh']}")
@@ -459,111 +302,19 @@ def cmd_key(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[
 
 
 def cmd_publish(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:
-    from provision import publish as publish_mod
+    from provision.publish import publish_stack
 
-    cfg = ctx.cfg
-    bucket = config_mod.bucket_name(cfg)
-    prefixes = cfg.bucket.prefixes.as_dict()
-    s3 = ctx.clients.s3
-    owner = ctx.clients.account_id  # every S3 call names the bucket's expected owner
-    if args.token is not None:
-        manifest = publish_mod.publish_token(
-            s3, bucket=bucket, prefixes=prefixes, token_file=args.token, log=o.line, expected_owner=owner
-        )
-    else:
-        a = cfg.artifacts
-        _warn_missing_closure(cfg, o)
-        manifest = publish_mod.publish(
-            s3,
-            bucket=bucket,
-            prefixes=prefixes,
-            code_dir=cfg.artifact_path(a.code_dir),
-            requirements=cfg.artifact_path(a.requirements),
-            keys_file=cfg.artifact_path(a.keys_file),
-            token_file=cfg.artifact_path(a.token_file),
-            wheelhouse=args.wheelhouse,
-            platforms=publish_mod.host_platforms(cfg.instance.architecture),
-            log=o.line,
-            expected_owner=owner,
-            token_required=cfg.host.token_check != "off",  # noqa: S105 - a mode, not a secret
-        )
-        releases.prune(s3, bucket, prefixes["deploy"], cfg.bucket.keep_releases, str(manifest["release"]), o.line,
-                       owner)
-    o.line(f"Published release {manifest.get('release')} to s3://{bucket}/{prefixes['deploy']}manifest.json")
+    manifest = publish_stack(ctx, token=args.token, wheelhouse=args.wheelhouse, log=o.line)
+    deploy = ctx.cfg.bucket.prefixes.as_dict()["deploy"]
+    o.line(f"Published release {manifest.get('release')} to s3://{config_mod.bucket_name(ctx.cfg)}/{deploy}"
+           "manifest.json")
     if args.sync:
-        return _sync_now(ctx, o)
+        ok, last = operate.sync_now(ctx, o.line)
+        if not ok:
+            o.error(last)
+            return 1
+        o.line(last)
     return 0
-
-
-def _warn_missing_closure(cfg: config_mod.Config, o: _Out) -> None:
-    """The code to publish lacks the configured closure script: the end of day would skip it."""
-    script = cfg.eod.closure_script
-    code_dir = cfg.artifact_path(cfg.artifacts.code_dir)
-    if script and not (code_dir / script).is_file():
-        o.line(f"warning: eod.closure_script {script} is not in {code_dir}; the end of day will skip it and the "
-               "stop notification will say so. Add the script, or set eod.closure_script to the right path "
-               '(or "" for none)')
-
-
-# SSM's own floor for the delivery timeout of a command.
-SSM_MIN_DELIVERY_TIMEOUT = 30
-SYNC_POLL_SECONDS = 3.0
-TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
-
-
-def _sync_now(ctx: Context, o: _Out) -> int:
-    """Run the stack's sync document on the running host through SSM, wait for it, print its last line.
-
-    The same document the start function sends (docs/CONTRACTS.md). Its output
-    never holds a secret (the routine prints key names and sizes only).
-    """
-    from provision.documents import COMMANDS, document_name
-
-    inst = find_instance(ctx)
-    if not inst:
-        raise ProvisionError("--sync: there is no trading host yet (run `python -m provision up`); "
-                             "the release is published")
-    iid, state = inst["InstanceId"], (inst.get("State") or {}).get("Name")
-    if state != "running":
-        o.line(f"Host {iid} is {state}: not synced now; its next start syncs it")
-        return 0
-    timeout = ctx.cfg.schedule.command_timeout_seconds
-    ssm = ctx.clients.ssm
-    document = document_name(ctx.stack, "sync")
-    sent = ssm.send_command(
-        InstanceIds=[iid],
-        DocumentName=document,
-        Parameters={"executionTimeout": [str(timeout)]},
-        TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, timeout),
-        Comment="provision publish --sync",
-    )
-    command_id = sent["Command"]["CommandId"]
-    o.line(f"Syncing host {iid} ({document}: {COMMANDS['sync']}, SSM command {command_id}) ...")
-    waited = 0.0
-    while True:
-        try:
-            inv = ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)
-        except ClientError as exc:
-            if error_code(exc) != "InvocationDoesNotExist":
-                raise
-            inv = {"Status": "Pending"}
-        status = str(inv.get("Status"))
-        if status in TERMINAL:
-            break
-        if waited > timeout + 2 * SSM_MIN_DELIVERY_TIMEOUT:
-            raise ProvisionError(f"--sync: SSM command {command_id} still {status} after {waited:.0f}s; see "
-                                 "`python -m provision status` and the host's `simpletrader-workspace status`")
-        ctx.clients.sleep(SYNC_POLL_SECONDS)
-        waited += SYNC_POLL_SECONDS
-    lines = str(inv.get("StandardOutputContent") or "").strip().splitlines()
-    last = lines[-1] if lines else "(no output)"
-    if status == "Success":
-        o.line(f"Host synced: {last}")
-        return 0
-    o.error(f"the sync on host {iid} ended {status}: {last}. The host keeps its previous workspace; "
-            "fix the cause and run `publish --sync` again (or invoke the start function with "
-            '{"force": true})')
-    return 1
 
 
 def cmd_cost(ctx: Context, args: argparse.Namespace, o: _Out, confirm: Callable[[str], str]) -> int:

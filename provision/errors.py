@@ -17,3 +17,7 @@ class ConfigError(ProvisionError):
         lines = [f"{path}: {len(problems)} {noun}; nothing was sent to AWS"]
         lines += [f"  {p}" for p in problems]
         super().__init__("\n".join(lines))
+
+
+class PublishError(ProvisionError, ValueError):
+    """Bad input or a bucket state that publishing cannot work with; the message says what to do."""

@@ -326,3 +326,13 @@ class ElasticIp(Resource):
         if live["association_id"]:
             ec2.disassociate_address(AssociationId=live["association_id"])
         ec2.release_address(AllocationId=live["allocation_id"])
+
+
+def host_disk_warning(state: str | None) -> str:
+    """What goes with the host's disk: said before down asks, and printed with --yes too."""
+    text = ("The host's disk is deleted with it: trade data no end of day uploaded (`python -m provision stop "
+            "--eod` uploads it, then stops the host) and the job logs eod has not uploaded yet are lost.")
+    if state not in ("stopped", "terminated", "shutting-down"):
+        text += (f" The host is {state}: if it traded today, run `python -m provision stop --eod` first, or "
+                 "today's trades are lost with it.")
+    return text

@@ -26,6 +26,8 @@ leaves at most a parameter without a key pair, which the next run removes.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -268,3 +270,21 @@ def read_private_key(ctx: Context) -> tuple[str, str]:
             ) from None
         raise
     return name, str(value)
+
+
+def write_private_key(ctx: Context, target: Path) -> str:
+    """Write the stack's private key to ``target``, mode 0400, never over an existing file; return the
+    parameter it came from."""
+    if target.exists():
+        raise ProvisionError(
+            f"{target} already exists; not overwriting it. Remove it or pass --out OTHER.pem"
+        )
+    name, private = read_private_key(ctx)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    except FileExistsError:
+        raise ProvisionError(f"{target} already exists; not overwriting it") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(private if private.endswith("\n") else private + "\n")
+    os.chmod(target, 0o400)
+    return name

@@ -11,6 +11,8 @@ end-of-day routine only with ``--eod``.
 
 ``--wait-ready`` waits until the host's SSM agent is online, so Session
 Manager (and ``ansible-playbook site.yml`` through it) can reach the host.
+``sync_now`` (``publish --sync``) sends the stack's sync document to a
+running host, as the start function does, and waits for its last line.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from botocore.exceptions import ClientError
 
 from provision import lambda_package
 from provision.aws import error_code
+from provision.documents import COMMANDS, document_name
 from provision.engine import Context
 from provision.errors import ProvisionError
+from provision.instance import find_instance
 from provision.lambdas import function_name
 
 AGENT_POLL_SECONDS = 5.0
@@ -152,3 +156,61 @@ def wait_agent_online(ctx: Context, instance_id: str, seconds: float) -> float:
                 "`python -m provision start --wait-ready` again")
         ctx.clients.sleep(AGENT_POLL_SECONDS)
         waited += AGENT_POLL_SECONDS
+
+
+# SSM's own floor for the delivery timeout of a command.
+SSM_MIN_DELIVERY_TIMEOUT = 30
+SYNC_POLL_SECONDS = 3.0
+TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut", "Cancelling")
+
+
+def sync_now(ctx: Context, progress: Callable[[str], None]) -> tuple[bool, str]:
+    """Run the stack's sync document on the running host through SSM and wait for it.
+
+    The same document the start function sends (docs/CONTRACTS.md). Returns
+    ``(ok, the line to end with)``; a host that is not running is not synced
+    (its next start syncs it), which is ok. Its output never holds a secret
+    (the routine prints key names and sizes only).
+    """
+    inst = find_instance(ctx)
+    if not inst:
+        raise ProvisionError("--sync: there is no trading host yet (run `python -m provision up`); "
+                             "the release is published")
+    iid, state = inst["InstanceId"], (inst.get("State") or {}).get("Name")
+    if state != "running":
+        return True, f"Host {iid} is {state}: not synced now; its next start syncs it"
+    timeout = ctx.cfg.schedule.command_timeout_seconds
+    ssm = ctx.clients.ssm
+    document = document_name(ctx.stack, "sync")
+    sent = ssm.send_command(
+        InstanceIds=[iid],
+        DocumentName=document,
+        Parameters={"executionTimeout": [str(timeout)]},
+        TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, timeout),
+        Comment="provision publish --sync",
+    )
+    command_id = sent["Command"]["CommandId"]
+    progress(f"Syncing host {iid} ({document}: {COMMANDS['sync']}, SSM command {command_id}) ...")
+    waited = 0.0
+    while True:
+        try:
+            inv = ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)
+        except ClientError as exc:
+            if error_code(exc) != "InvocationDoesNotExist":
+                raise
+            inv = {"Status": "Pending"}
+        status = str(inv.get("Status"))
+        if status in TERMINAL:
+            break
+        if waited > timeout + 2 * SSM_MIN_DELIVERY_TIMEOUT:
+            raise ProvisionError(f"--sync: SSM command {command_id} still {status} after {waited:.0f}s; see "
+                                 "`python -m provision status` and the host's `simpletrader-workspace status`")
+        ctx.clients.sleep(SYNC_POLL_SECONDS)
+        waited += SYNC_POLL_SECONDS
+    lines = str(inv.get("StandardOutputContent") or "").strip().splitlines()
+    last = lines[-1] if lines else "(no output)"
+    if status == "Success":
+        return True, f"Host synced: {last}"
+    return False, (f"the sync on host {iid} ended {status}: {last}. The host keeps its previous workspace; "
+                   "fix the cause and run `publish --sync` again (or invoke the start function with "
+                   '{"force": true})')

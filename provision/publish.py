@@ -5,7 +5,10 @@ it with requirements.txt, the host's wheelhouse (only wheels missing or
 changed in the bucket), keys.json and access_token.txt, and writes
 ``<deploy>manifest.json`` LAST: the manifest is the commit point the host's
 ``simpletrader-workspace sync`` reads. ``publish_token`` replaces only the
-access token and rewrites the manifest with its new size and hash.
+access token and rewrites the manifest with its new size and hash;
+``publish_stack`` runs either for a stack's config (``provision publish``).
+The code archive is ``codearchive.py``'s, the wheels ``wheelhouse.py``'s,
+the input checks ``artifacts.py``'s.
 
 The manifest format (version 1) and bucket layout are in docs/CONTRACTS.md.
 Inputs are validated before any AWS call; the content of keys.json and of the
@@ -15,56 +18,26 @@ token is never logged (only key names and sizes).
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
-import io
 import json
-import os
-import subprocess
-import sys
-import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from provision.errors import ProvisionError
+from provision import releases
+from provision.artifacts import validate, validate_token
+from provision.codearchive import CODE_INDEX_NAME, build_code_release
+from provision.codearchive import code_index as index_document
+from provision.errors import PublishError
+from provision.wheelhouse import DEFAULT_PLATFORMS, build_wheelhouse, host_platforms
+
+if TYPE_CHECKING:
+    from provision.engine import Context
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-CODE_INDEX_NAME = "code-index.json"
-CODE_INDEX_VERSION = 1
-# Never packed into the code archive: caches, VCS data, the host's trade data
-# (it lives in the workspace and is uploaded by the end-of-day routine), and
-# secrets that sit in a developer's working copy (they go to secrets/).
-EXCLUDE_DIRS = frozenset(
-    {
-        "__pycache__",
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        "trade_logs",
-        "ledger",
-    }
-)
-EXCLUDE_TOP_FILES = frozenset({".simpletrader-release.json", ".simpletrader-uploaded.json"})
-# Secrets are never packed into the code archive, at any depth: they go to
-# secrets/ and land on the host mode 0600, while the code is world-readable.
-EXCLUDE_SECRET_FILES = frozenset({"keys.json", "access_token.txt", ".env"})
-EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".pem")
-DEFAULT_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
-ARM64_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
-FIXED_MTIME = 0
 Log = Callable[[str], None]
-
-
-class PublishError(ProvisionError, ValueError):
-    """Bad input or a bucket state that publishing cannot work with; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -93,246 +66,8 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
-# --------------------------------------------------------------------------- validation
-
-
 def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _check_file(path: Path, what: str, fix: str) -> None:
-    if not path.exists():
-        raise PublishError(f"{what} {path} does not exist; {fix}")
-    if not path.is_file():
-        raise PublishError(f"{what} {path} is not a file; {fix}")
-    if not os.access(path, os.R_OK):
-        raise PublishError(f"{what} {path} is not readable; check its permissions")
-
-
-def _validate_keys(keys_file: Path) -> list[str]:
-    _check_file(keys_file, "keys file", "point artifacts.keys_file at your keys.json")
-    try:
-        data = json.loads(keys_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        # The parser's message can quote the content: do not repeat it.
-        raise PublishError(
-            f"keys file {keys_file} is not valid JSON; fix its syntax "
-            "(e.g. with `python -m json.tool` locally)"
-        ) from None
-    if not isinstance(data, dict) or not data:
-        raise PublishError(f"keys file {keys_file} must hold a non-empty JSON object of key names to values")
-    return sorted(str(k) for k in data)
-
-
-def _validate_token(token_file: Path, required: bool = True) -> bool:
-    """Check the token file; False when there is none and none is ``required`` (``host.token_check: off``:
-    a program that logs in to the broker itself). A token given anyway is checked and published."""
-    if not required:
-        if not token_file.exists():
-            return False
-        if token_file.is_file() and os.access(token_file, os.R_OK) and not token_file.read_bytes().strip():
-            return False
-    _check_file(token_file, "token file", "point artifacts.token_file (or --token) at access_token.txt")
-    try:
-        text = token_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PublishError(f"token file {token_file} is not UTF-8 text") from None
-    if not text.strip():
-        raise PublishError(f"token file {token_file} is empty; write today's Zerodha access token into it")
-    return True
-
-
-def _requirement_lines(requirements: Path) -> list[str]:
-    lines = []
-    for raw in requirements.read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            lines.append(line)
-    return lines
-
-
-def _validate(
-    code_dir: Path, requirements: Path, keys_file: Path, token_file: Path, wheelhouse: Path | None,
-    token_required: bool = True,
-) -> tuple[list[str], list[str], list[Path], bool]:
-    if not code_dir.is_dir():
-        raise PublishError(
-            f"code directory {code_dir} does not exist or is not a directory; "
-            "point artifacts.code_dir at your trading code base"
-        )
-    _check_file(requirements, "requirements file", "point artifacts.requirements at requirements.txt")
-    reqs = _requirement_lines(requirements)
-    key_names = _validate_keys(keys_file)
-    has_token = _validate_token(token_file, token_required)
-    wheels: list[Path] = []
-    if wheelhouse is not None:
-        if not wheelhouse.is_dir():
-            raise PublishError(
-                f"wheelhouse {wheelhouse} is not a directory; build it with build_wheelhouse()"
-            )
-        wheels = sorted(p for p in wheelhouse.iterdir() if p.is_file() and p.name.endswith(".whl"))
-        if reqs and not wheels:
-            raise PublishError(
-                f"wheelhouse {wheelhouse} has no .whl files but {requirements} lists packages; the host "
-                "installs with --no-index: build it with build_wheelhouse() or omit it to build one here"
-            )
-    return key_names, reqs, wheels, has_token
-
-
-# --------------------------------------------------------------------------- archive
-
-
-def _iter_code_files(code_dir: Path) -> Iterable[tuple[str, Path]]:
-    """(archive name, path) for everything packed, sorted, directories first within each level."""
-    root = code_dir.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDE_DIRS)
-        top = here == root
-        for name in sorted(filenames + [d for d in dirnames if (here / d).is_symlink()]):
-            if name.endswith(EXCLUDE_SUFFIXES) or name in EXCLUDE_SECRET_FILES or (top and name in EXCLUDE_TOP_FILES):
-                continue
-            path = here / name
-            yield path.relative_to(root).as_posix(), path
-        for name in dirnames:
-            if not (here / name).is_symlink():
-                yield (here / name).relative_to(root).as_posix() + "/", here / name
-
-
-def build_code_archive(code_dir: Path) -> bytes:
-    """A deterministic gzip tar of the code base: same tree, same bytes (see ``build_code_release``)."""
-    return build_code_release(code_dir)[0]
-
-
-def build_code_release(code_dir: Path) -> tuple[bytes, list[dict[str, Any]]]:
-    """The code archive and its index: ``(code.tar.gz bytes, entries)``.
-
-    Entries are sorted, owners are 0/0 with no names, mtimes fixed, modes
-    normalised to 0644 (0755 when any execute bit is set, and for
-    directories). Symlinks are kept when they point inside the tree;
-    others, and special files, are refused.
-
-    Every tar entry (header, data, padding) is compressed as a gzip member of
-    its own, and the members are concatenated: the whole is an ordinary
-    ``.tar.gz`` any tar reader extracts, and one file's member can also be
-    fetched alone with a ranged GET and decompressed by itself. The index
-    lists every entry in archive order: ``{"path", "type": "dir"|"file"|
-    "symlink", "mode"}``, plus ``size``, ``sha256``, ``offset`` and
-    ``length`` (of its gzip member in the archive) for files and ``target``
-    for symlinks (docs/CONTRACTS.md, code index).
-    """
-    root = code_dir.resolve()
-    entries = sorted(_iter_code_files(code_dir), key=lambda e: e[0])
-    raw = io.BytesIO()
-    spans: list[tuple[int, int]] = []
-    index: list[dict[str, Any]] = []
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, path in entries:
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = FIXED_MTIME
-            begin = raw.tell()
-            if path.is_symlink():
-                target = os.readlink(path)
-                resolved = (path.parent / target).resolve()
-                if os.path.isabs(target) or not resolved.is_relative_to(root):
-                    raise PublishError(
-                        f"{path} is a symlink to {target}, outside the code directory; "
-                        "replace it with a copy or a relative link inside the tree"
-                    )
-                info.type = tarfile.SYMTYPE
-                info.linkname = target
-                info.mode = 0o777
-                tar.addfile(info)
-                entry: dict[str, Any] = {"path": info.name, "type": "symlink", "mode": 0o777, "target": target}
-            elif name.endswith("/"):
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-                entry = {"path": info.name, "type": "dir", "mode": 0o755}
-            elif path.is_file():
-                data = path.read_bytes()
-                info.size = len(data)
-                info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-                tar.addfile(info, io.BytesIO(data))
-                entry = {"path": info.name, "type": "file", "mode": info.mode, "size": len(data),
-                         "sha256": _sha256(data)}
-            else:
-                raise PublishError(
-                    f"{path} is not a regular file, directory or symlink; remove it from the code directory"
-                )
-            spans.append((begin, raw.tell()))
-            index.append(entry)
-    tar_bytes = raw.getvalue()
-    tail = spans[-1][1] if spans else 0
-    out = io.BytesIO()
-    for entry, (begin, finish) in zip(index, spans):
-        member = gzip.compress(tar_bytes[begin:finish], compresslevel=9, mtime=FIXED_MTIME)
-        if entry["type"] == "file":
-            entry.update(offset=out.tell(), length=len(member))
-        out.write(member)
-    out.write(gzip.compress(tar_bytes[tail:], compresslevel=9, mtime=FIXED_MTIME))  # end-of-archive blocks
-    return out.getvalue(), index
-
-
-# --------------------------------------------------------------------------- wheelhouse
-
-
-def host_platforms(architecture: str) -> tuple[str, ...]:
-    """The wheel platform tags for the host's ``instance.architecture`` (x86_64 or arm64)."""
-    table = {"x86_64": DEFAULT_PLATFORMS, "arm64": ARM64_PLATFORMS, "aarch64": ARM64_PLATFORMS}
-    try:
-        return table[architecture]
-    except KeyError:
-        raise PublishError(f"instance.architecture {architecture!r} is not x86_64 or arm64") from None
-
-
-def build_wheelhouse(
-    requirements: Path,
-    dest: Path,
-    python_version: str = "3.9",
-    platforms: Sequence[str] = DEFAULT_PLATFORMS,
-    log: Log = print,
-) -> list[Path]:
-    """Download wheels of ``requirements`` for the host into ``dest``.
-
-    Runs ``pip download --only-binary=:all: --python-version <v> --platform ...``
-    with this interpreter's pip (and its configured indexes). Returns the
-    wheel files in ``dest``, sorted. Raises PublishError when pip fails.
-    """
-    _check_file(requirements, "requirements file", "point artifacts.requirements at requirements.txt")
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--only-binary=:all:",
-        "--python-version",
-        python_version,
-        "--implementation",
-        "cp",
-        "-d",
-        str(dest),
-        "-r",
-        str(requirements),
-    ]
-    for platform in platforms:
-        cmd += ["--platform", platform]
-    log(f"wheelhouse: pip download for Python {python_version} ({', '.join(platforms)}) into {dest}")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    if proc.returncode != 0:
-        tail = [ln for ln in proc.stdout.splitlines() if ln.strip()][-5:]
-        raise PublishError(
-            f"pip download failed for {requirements} (exit {proc.returncode}): "
-            + " | ".join(tail)[-800:]
-            + "; pin versions that publish wheels for Python "
-            + python_version
-        )
-    wheels = sorted(p for p in dest.iterdir() if p.is_file() and p.name.endswith(".whl"))
-    log(f"wheelhouse: {len(wheels)} wheel(s)")
-    return wheels
 
 
 # --------------------------------------------------------------------------- S3
@@ -377,16 +112,6 @@ def _put(s3: Any, bucket: str, key: str, body: bytes, digest: str, content_type:
 
 def _entry(role: str, key: str, data: bytes) -> dict[str, Any]:
     return {"role": role, "key": key, "size": len(data), "sha256": _sha256(data)}
-
-
-def _code_index(code_key: str, archive: bytes, entries: list[dict[str, Any]]) -> bytes:
-    """The code index object (docs/CONTRACTS.md): the entries, bound to the archive they point into."""
-    doc = {
-        "version": CODE_INDEX_VERSION,
-        "archive": {"key": code_key, "size": len(archive), "sha256": _sha256(archive)},
-        "entries": entries,
-    }
-    return (json.dumps(doc, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _write_manifest(s3: Any, bucket: str, deploy: str, manifest: dict[str, Any]) -> None:
@@ -435,7 +160,7 @@ def publish(
     code_dir, requirements = Path(code_dir), Path(requirements)
     keys_file, token_file = Path(keys_file), Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
-    key_names, reqs, wheels, has_token = _validate(
+    key_names, reqs, wheels, has_token = validate(
         code_dir, requirements, keys_file, token_file, Path(wheelhouse) if wheelhouse is not None else None,
         token_required,
     )
@@ -493,7 +218,7 @@ def _upload_release(
     objects.append(_entry("code", code_key, archive))
     log(f"publish: code archive {len(archive)} bytes -> {code_key}")
     index_key = f"{deploy}releases/{release}/{CODE_INDEX_NAME}"
-    index_data = _code_index(code_key, archive, index_entries)
+    index_data = index_document(code_key, archive, index_entries)
     _put(s3, bucket, index_key, index_data, _sha256(index_data), "application/json")
     code_index = {"key": index_key, "size": len(index_data), "sha256": _sha256(index_data)}
     log(f"publish: code index ({len(index_entries)} entries) -> {index_key}")
@@ -559,7 +284,7 @@ def publish_token(
     s3 = _OwnerBound(s3, expected_owner)
     token_file = Path(token_file)
     deploy, secrets = _prefix(prefixes, "deploy"), _prefix(prefixes, "secrets")
-    _validate_token(token_file)
+    validate_token(token_file)
     from botocore.exceptions import ClientError
 
     manifest_key = deploy + MANIFEST_NAME
@@ -593,4 +318,41 @@ def publish_token(
     log(f"publish: access token ({len(token_data)} bytes) -> {token_key}")
     _write_manifest(s3, bucket, deploy, manifest)
     log(f"publish: manifest updated: {manifest_key} (release {manifest.get('release')}, token only)")
+    return manifest
+
+
+def publish_stack(ctx: Context, *, token: Path | None, wheelhouse: Path | None, log: Log) -> dict[str, Any]:
+    """``provision publish``: the whole release (then prune old releases), or with ``token`` the token only,
+    into the stack's bucket; returns the manifest written."""
+    from provision.config import bucket_name
+
+    cfg = ctx.cfg
+    bucket = bucket_name(cfg)
+    prefixes = cfg.bucket.prefixes.as_dict()
+    s3 = ctx.clients.s3
+    owner = ctx.clients.account_id  # every S3 call names the bucket's expected owner
+    if token is not None:
+        return publish_token(s3, bucket=bucket, prefixes=prefixes, token_file=token, log=log, expected_owner=owner)
+    a = cfg.artifacts
+    code_dir = cfg.artifact_path(a.code_dir)
+    script = cfg.eod.closure_script
+    if script and not (code_dir / script).is_file():
+        log(f"warning: eod.closure_script {script} is not in {code_dir}; the end of day will skip it and the "
+            "stop notification will say so. Add the script, or set eod.closure_script to the right path "
+            '(or "" for none)')
+    manifest = publish(
+        s3,
+        bucket=bucket,
+        prefixes=prefixes,
+        code_dir=code_dir,
+        requirements=cfg.artifact_path(a.requirements),
+        keys_file=cfg.artifact_path(a.keys_file),
+        token_file=cfg.artifact_path(a.token_file),
+        wheelhouse=wheelhouse,
+        platforms=host_platforms(cfg.instance.architecture),
+        log=log,
+        expected_owner=owner,
+        token_required=cfg.host.token_check != "off",  # noqa: S105 - a mode, not a secret
+    )
+    releases.prune(s3, bucket, prefixes["deploy"], cfg.bucket.keep_releases, str(manifest["release"]), log, owner)
     return manifest

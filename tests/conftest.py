@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from example_release import BUCKET, CODE_DIR  # noqa: E402
 
 from devtools import localaws  # noqa: E402
-from provision.publish import build_wheelhouse  # noqa: E402
+from provision.wheelhouse import build_wheelhouse  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from devtools import localaws
-from provision.publish import build_wheelhouse, publish
+from provision.publish import publish
+from provision.wheelhouse import build_wheelhouse
 from tests.ansible.helpers_ansible import ROOT, WHEEL_CACHE, control_path_dir, tool, tool_env, tool_wheelhouse
 
 pytestmark = [pytest.mark.root, pytest.mark.testhost, pytest.mark.xdist_group("site-host")]  # one host

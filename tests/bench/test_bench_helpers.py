@@ -12,7 +12,7 @@ from bench import workload
 from bench.hostbench import recap
 from bench.provbench import MUTATING, Calls
 from bench.report import Figure, Section, render, write_json
-from provision.publish import build_code_archive
+from provision.codearchive import build_code_archive
 
 SMALL = workload.Shape(modules=40, data_files=3, data_bytes=1000, changed_per_variant=5)
 

@@ -18,14 +18,10 @@ import boto3
 import pytest
 from example_release import BUCKET, CODE_DIR, KEYS_FILE, PREFIXES, SECRET_VALUES, TOKEN_FILE, body, do_publish
 
-from provision.publish import (
-    PublishError,
-    build_code_archive,
-    build_code_release,
-    build_wheelhouse,
-    host_platforms,
-    publish_token,
-)
+from provision.codearchive import build_code_archive, build_code_release
+from provision.errors import PublishError
+from provision.publish import publish_token
+from provision.wheelhouse import build_wheelhouse, host_platforms
 
 
 class Recorder:

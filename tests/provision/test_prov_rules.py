@@ -15,7 +15,7 @@ import pytest
 import yaml
 from provhelpers import ROOT
 
-from provision import cli, config, cost, export, lambda_package, rules
+from provision import config, cost, export, lambda_package, rules, status
 
 IST = ZoneInfo("Asia/Kolkata")
 EVENING = ("17:45", "19:30")
@@ -70,7 +70,7 @@ def test_status_next_start_is_the_functions_next_trading_day(cfg: config.Config,
         if day > open_days[-1]:
             break
         midnight = dt.datetime.combine(day, dt.time(0, 0), IST)
-        start, _ = cli.next_run(calendar, cfg.schedule.start, midnight, "start")
+        start, _ = status.next_run(calendar, cfg.schedule.start, midnight, "start")
         assert start.date() == next(d for d in open_days if d >= day), day
         evening = start.date().isoformat() == _first(dt.date.today().year, 2)
         assert start.strftime("%H:%M") == (EVENING[0] if evening else cfg.schedule.start), day

@@ -66,7 +66,7 @@ def tool_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tool venv's packages (roles/workspace_sync defaults) and the routine's wheel, built as the role
     builds it, for 3.9, unpacked into a site dir."""
     from devtools.wheels import tool_wheelhouse
-    from provision.publish import PublishError
+    from provision.errors import PublishError
 
     try:
         wheels = tool_wheelhouse()  # the role's pinned tool packages, built once with publish's builder

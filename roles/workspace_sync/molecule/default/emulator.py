@@ -66,8 +66,8 @@ def stop(state_dir: Path) -> None:
 
 
 def publish(state_dir: Path, bucket: str, cache: Path) -> None:
-    from provision.publish import build_wheelhouse
     from provision.publish import publish as do_publish
+    from provision.wheelhouse import build_wheelhouse
 
     s3 = s3_client(state_dir)
     existing = [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
@@ -111,7 +111,7 @@ def drop_object(state_dir: Path, bucket: str) -> None:
 
 
 def tool_wheels(dest: Path, packages: list[str]) -> None:
-    from provision.publish import build_wheelhouse
+    from provision.wheelhouse import build_wheelhouse
 
     if (dest / ".complete").exists():
         return
