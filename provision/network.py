@@ -15,7 +15,7 @@ from typing import Any
 
 from provision import publicip, tags
 from provision.aws import error_code, paginate, retry_on
-from provision.config import AUTO_INGRESS
+from provision.checks import AUTO_INGRESS
 from provision.engine import UNKNOWN, Context, Diff, Resource
 from provision.errors import ProvisionError
 
