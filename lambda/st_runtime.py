@@ -7,18 +7,17 @@ tests drive it against the local emulator with a fake clock (no real sleeps).
 - ``Budget``: deadlines that stay inside the function's own timeout.
 - ``StepLog``: one structured JSON log line per step; never given a secret.
 - ``parse_event``: strict validation of the invocation event.
-- instance state: ``describe_state``, ``wait_running``, ``wait_stopped`` (botocore waiters).
-- SSM: ``send_when_agent_ready`` (sends one of the stack's documents; retries
-  InvalidInstanceId with backoff, bounded)
-  and ``wait_command`` (polls to a terminal status or the deadline).
-- ``notify``: one SNS message per outcome.
+- ``notify``: one SNS message per outcome (``notify_early_failure`` when the
+  function could not even begin).
+
+The host's state and its waits are in ``st_instance.py``, the SSM documents'
+runs in ``st_ssm.py``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -26,22 +25,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, WaiterError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.waiter import WaiterModel, create_waiter_with_client
+from botocore.exceptions import BotoCoreError, ClientError
 from st_settings import stack_of
 
 LOGGER = logging.getLogger("simpletrader")
 LOGGER.setLevel(logging.INFO)
 
-# Invocation statuses that may still change; anything else (Success, Failed, Cancelled,
-# TimedOut, and any status a newer API adds) is final.
-RUNNING_COMMAND_STATUSES = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 # Deadline handling: stop polling this long before the function's own timeout,
 # so there is time left to report (and, for stop, to stop the instance).
 REPORT_RESERVE_SECONDS = 20.0
-SSM_MIN_DELIVERY_TIMEOUT = 30
-OUTPUT_TAIL_CHARS = 300
 
 
 class Clock(Protocol):
@@ -201,256 +193,6 @@ def parse_event(event: Any, allow_force: bool) -> Event:
     if session is not None and (not isinstance(session, str) or len(session) != 10):
         raise EventError(f"event key 'session' must be the session's date YYYY-MM-DD, got {session!r}")
     return Event(time=moment, session=session, **flags)
-
-
-# --------------------------------------------------------------------------- instance state
-
-# InstanceRunning from botocore's EC2 waiters, plus: "stopped" is a failure, so an
-# instance that goes pending -> stopped (e.g. a KMS grant problem) fails fast.
-_RUNNING_MODEL = WaiterModel({
-    "version": 2,
-    "waiters": {
-        "InstanceRunningOrFailed": {
-            "operation": "DescribeInstances",
-            "delay": 5,
-            "maxAttempts": 60,
-            "acceptors": [
-                {"expected": "running", "matcher": "pathAll", "state": "success",
-                 "argument": "Reservations[].Instances[].State.Name"},
-                {"expected": "stopped", "matcher": "pathAny", "state": "failure",
-                 "argument": "Reservations[].Instances[].State.Name"},
-                {"expected": "stopping", "matcher": "pathAny", "state": "failure",
-                 "argument": "Reservations[].Instances[].State.Name"},
-                {"expected": "shutting-down", "matcher": "pathAny", "state": "failure",
-                 "argument": "Reservations[].Instances[].State.Name"},
-                {"expected": "terminated", "matcher": "pathAny", "state": "failure",
-                 "argument": "Reservations[].Instances[].State.Name"},
-                {"expected": "InvalidInstanceID.NotFound", "matcher": "error", "state": "retry"},
-            ],
-        },
-    },
-})
-
-
-def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
-    reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-    instances = [i for r in reservations for i in r.get("Instances", [])]
-    if not instances:
-        raise StepFailed(f"instance {instance_id} not found")
-    return dict(instances[0])
-
-
-def describe_state(ec2: Any, instance_id: str) -> tuple[str, str | None]:
-    """(state name, state reason message or None)."""
-    inst = _instance(ec2, instance_id)
-    reason = inst.get("StateReason", {}).get("Message") or inst.get("StateTransitionReason") or None
-    return str(inst["State"]["Name"]), reason
-
-
-@dataclass(frozen=True)
-class WaitConfig:
-    delay: float
-    max_attempts: int
-
-    def bounded(self, budget: Budget, reserve: float = 0.0) -> dict[str, Any]:
-        attempts = self.max_attempts
-        remaining = budget.remaining(reserve)
-        if remaining is not None and self.delay > 0:
-            attempts = max(1, min(attempts, math.floor(max(remaining, 0.0) / self.delay) + 1))
-        return {"Delay": self.delay, "MaxAttempts": attempts}
-
-
-def _last_state(err: WaiterError) -> str | None:
-    resp = err.last_response or {}
-    try:
-        return str(resp["Reservations"][0]["Instances"][0]["State"]["Name"])
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-def wait_running(ec2: Any, instance_id: str, cfg: WaitConfig, budget: Budget, clock: Clock,
-                 reserve: float = 0.0) -> None:
-    """Wait for running; raise StepFailed if it ends up stopped/terminated or the wait runs out.
-
-    DescribeInstances is eventually consistent: a "stopped" seen right after
-    StartInstances is re-checked once before it counts as a failure.
-    """
-    waiter = create_waiter_with_client("InstanceRunningOrFailed", _RUNNING_MODEL, ec2)
-    for attempt in (1, 2):
-        try:
-            waiter.wait(InstanceIds=[instance_id], WaiterConfig=cfg.bounded(budget, reserve))
-            return
-        except WaiterError as err:
-            state = _last_state(err)
-            if attempt == 1 and state == "stopped":
-                clock.sleep(cfg.delay)
-                now_state, _ = describe_state(ec2, instance_id)
-                if now_state in ("pending", "running"):
-                    continue
-            _, reason = describe_state(ec2, instance_id)
-            detail = f" ({reason})" if reason else ""
-            if state is None:
-                raise StepFailed(f"instance {instance_id} did not reach running: {err}") from None
-            raise StepFailed(f"instance {instance_id} did not reach running; it is {state}{detail}") from None
-
-
-def wait_stopped(ec2: Any, instance_id: str, cfg: WaitConfig, budget: Budget, reserve: float = 0.0) -> None:
-    try:
-        waiter = ec2.get_waiter("instance_stopped")
-        waiter.wait(InstanceIds=[instance_id], WaiterConfig=cfg.bounded(budget, reserve))
-    except WaiterError as err:
-        state = _last_state(err) or "unknown"
-        raise StepFailed(f"instance {instance_id} did not reach stopped; it is {state}") from None
-
-
-# --------------------------------------------------------------------------- SSM
-
-
-def error_code(err: ClientError) -> str:
-    return str(err.response.get("Error", {}).get("Code", ""))
-
-
-def send_when_agent_ready(ssm: Any, instance_id: str, document: str, *, execution_timeout: int,
-                          deadline: float, clock: Clock, log: StepLog, comment: str,
-                          first_delay: float = 2.0, max_delay: float = 15.0) -> str:
-    """Send the SSM document ``document`` (the stack's own: its command is fixed in it, only its
-    ``executionTimeout`` is set here); retry InvalidInstanceId (agent not registered yet).
-
-    Returns the command id. Raises StepFailed when the agent is not ready by ``deadline``.
-    """
-    delay = first_delay
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            resp = ssm.send_command(
-                InstanceIds=[instance_id],
-                DocumentName=document,
-                Parameters={"executionTimeout": [str(execution_timeout)]},
-                TimeoutSeconds=max(SSM_MIN_DELIVERY_TIMEOUT, min(execution_timeout, 2592000)),
-                Comment=comment[:100],
-            )
-        except ClientError as err:
-            if error_code(err) != "InvalidInstanceId":
-                raise
-            left = deadline - clock.monotonic()
-            if left <= 0:
-                raise StepFailed(
-                    f"SSM agent on {instance_id} did not accept commands within the wait "
-                    f"({attempt} attempts); check the instance role and that the agent runs") from None
-            wait = min(delay, left)
-            log("agent-wait", attempt=attempt, retry_in=round(wait, 1))
-            clock.sleep(wait)
-            delay = min(delay * 2, max_delay)
-            continue
-        command_id = str(resp["Command"]["CommandId"])
-        log("command-sent", command_id=command_id, instance_id=instance_id, document=document, attempts=attempt)
-        return command_id
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command_id: str
-    status: str  # an SSM status, or "DeadlineExceeded"
-    response_code: int | None = None
-    output: str = ""  # last line of stdout
-    error_output: str = ""  # last line of stderr
-    # What the last line of stdout ends with, after "; WARNING " (docs/CONTRACTS.md, "Host routines"),
-    # read before the line is cut to OUTPUT_TAIL_CHARS.
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "Success"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.command_id, "status": self.status, "response_code": self.response_code,
-                "output": self.output, "error_output": self.error_output}
-
-    def describe(self) -> str:
-        if self.status == "DeadlineExceeded":
-            text = "did not finish before the deadline"
-        elif self.ok:
-            text = "succeeded"
-        else:
-            text = f"ended {self.status}"
-            if self.response_code is not None and self.response_code >= 0:
-                text += f" (exit {self.response_code})"
-        tail = self.output or self.error_output
-        return f"{text}: {tail}" if tail else text
-
-
-def _last_line(text: Any, limit: int | None = OUTPUT_TAIL_CHARS) -> str:
-    lines = [ln.strip() for ln in str(text or "").splitlines() if ln.strip()]
-    return lines[-1][:limit] if lines else ""
-
-
-#: How a host routine's last line appends a warning: ``eod: uploaded 3 files (...); WARNING <text>``.
-WARNING_MARK = "; WARNING "
-
-
-def line_warnings(line: str) -> tuple[str, ...]:
-    """The warnings a routine's last line ends with, in order."""
-    return tuple(part.strip() for part in line.split(WARNING_MARK)[1:] if part.strip())
-
-
-#: Error codes AWS gives for throttling (botocore's own list); with any 5xx, worth asking again.
-THROTTLING_CODES = frozenset({
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
-    "RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
-    "SlowDown", "PriorRequestNotComplete", "EC2ThrottledException",
-})
-
-
-def transient(err: Exception) -> bool:
-    """Whether asking again later may succeed: throttling, a 5xx, or no answer at all (a connection error or
-    a read timeout that outlasted botocore's own retries). Not a malformed request or missing credentials."""
-    if isinstance(err, (BotoConnectionError, HTTPClientError)):
-        return True
-    if isinstance(err, ClientError):
-        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return status >= 500 or error_code(err) in THROTTLING_CODES
-    return False
-
-
-def wait_command(ssm: Any, command_id: str, instance_id: str, *, deadline: float, clock: Clock,
-                 log: StepLog, poll_seconds: float = 5.0) -> CommandResult:
-    """Poll the command's invocation until a terminal status or ``deadline`` (then try to cancel it).
-
-    A poll that fails transiently is logged and polled again: the command is still running on the host,
-    and giving up on it (the stop function would then stop the instance mid-upload) loses more than
-    waiting. Any other error is raised.
-    """
-    status = "Pending"
-    while True:
-        try:
-            inv = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
-        except (ClientError, BotoCoreError) as err:
-            if isinstance(err, ClientError) and error_code(err) == "InvocationDoesNotExist":
-                inv = None  # not visible yet right after send
-            elif transient(err):
-                log.warning("command-poll-failed", command_id=command_id, error=describe_error(err)[:200])
-                inv = None
-            else:
-                raise
-        if inv is not None:
-            status = str(inv.get("Status", "Pending"))
-            if status not in RUNNING_COMMAND_STATUSES:
-                code = inv.get("ResponseCode")
-                last = _last_line(inv.get("StandardOutputContent"), None)
-                return CommandResult(command_id, status, int(code) if code is not None else None,
-                                     last[:OUTPUT_TAIL_CHARS], _last_line(inv.get("StandardErrorContent")),
-                                     line_warnings(last))
-        left = deadline - clock.monotonic()
-        if left <= 0:
-            log.warning("command-deadline", command_id=command_id, last_status=status)
-            try:
-                ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
-            except (ClientError, BotoCoreError) as err:
-                log.warning("command-cancel-failed", command_id=command_id, error=str(err)[:200])
-            return CommandResult(command_id, "DeadlineExceeded")
-        clock.sleep(min(poll_seconds, left))
 
 
 # --------------------------------------------------------------------------- notifications

@@ -30,11 +30,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from st_calendar import Decision, TradingCalendar
+from st_instance import WaitConfig, describe_state, wait_running, wait_stopped
 from st_runtime import (
     MANUAL,
     Budget,
     Clock,
-    CommandResult,
     Event,
     EventError,
     InvocationFailed,
@@ -42,20 +42,14 @@ from st_runtime import (
     StepFailed,
     StepLog,
     SystemClock,
-    WaitConfig,
     describe_error,
-    describe_state,
-    error_code,
     message_lines,
     notify,
     notify_early_failure,
     parse_event,
-    send_when_agent_ready,
-    wait_command,
-    wait_running,
-    wait_stopped,
 )
 from st_settings import Settings, SettingsError, load_settings
+from st_ssm import CommandResult, error_code, send_when_agent_ready, wait_command
 
 FN = "start"
 

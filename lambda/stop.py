@@ -29,11 +29,11 @@ from typing import Any, NoReturn
 import boto3
 from botocore.config import Config
 from st_calendar import CalendarError, TradingCalendar
+from st_instance import WaitConfig, describe_state, wait_running, wait_stopped
 from st_runtime import (
     MANUAL,
     Budget,
     Clock,
-    CommandResult,
     Event,
     EventError,
     InvocationFailed,
@@ -41,19 +41,14 @@ from st_runtime import (
     StepFailed,
     StepLog,
     SystemClock,
-    WaitConfig,
     describe_error,
-    describe_state,
     message_lines,
     notify,
     notify_early_failure,
     parse_event,
-    send_when_agent_ready,
-    wait_command,
-    wait_running,
-    wait_stopped,
 )
 from st_settings import Settings, SettingsError, load_settings
+from st_ssm import CommandResult, send_when_agent_ready, wait_command
 
 FN = "stop"
 # Time kept after the end-of-day deadline to stop the instance and wait for stopped.
