@@ -1,8 +1,11 @@
 """The one deterministic zip both Lambdas run (handlers ``start.handler`` and ``stop.handler``).
 
-Contents: every ``.py`` file under ``lambda/`` (no tests, no ``__pycache__``)
-and ``calendar.json`` computed by :func:`provision.trading_calendar.build_calendar`
-for the current and the next year. Entries are sorted, with a fixed timestamp
+Contents: every ``.py`` file under ``lambda/`` (no tests, no ``__pycache__``),
+``calendar.json`` computed by :func:`provision.trading_calendar.build_calendar`
+for the current and the next year, and the ``tzdata`` package (the version
+requirements.txt pins): Python's ``zoneinfo`` falls back to it when the
+runtime image has no time zone database, which the emulator cannot show and
+without which every invocation would fail on its first line. Entries are sorted, with a fixed timestamp
 and fixed permissions, so the same sources give the same bytes, the same
 sha256, and Lambda is not updated.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import importlib.metadata
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +54,24 @@ def _is_source(path: Path, root: Path) -> bool:
     )
 
 
+def tzdata_entries() -> list[tuple[str, bytes]]:
+    """The installed ``tzdata`` package's files, as ``(path in the zip, bytes)`` (no compiled files)."""
+    try:
+        dist = importlib.metadata.distribution("tzdata")
+    except importlib.metadata.PackageNotFoundError:
+        raise ProvisionError("the tzdata package is not installed, and the Lambdas carry it (their runtime may have "
+                             "no time zone database); run `pip install -r requirements.txt` (or `make setup`)") from None
+    entries = []
+    for file in dist.files or ():
+        name = file.as_posix()
+        if name.startswith("tzdata/") and "__pycache__" not in name and not name.endswith(".pyc"):
+            entries.append((name, Path(str(file.locate())).read_bytes()))
+    if not any(name == "tzdata/__init__.py" for name, _ in entries):
+        raise ProvisionError(f"the tzdata package at {dist.locate_file('')} is incomplete; reinstall it with "
+                             "`pip install --force-reinstall -r requirements.txt`")
+    return entries
+
+
 def default_calendar_builder() -> CalendarBuilder:
     try:
         from provision.trading_calendar import build_calendar
@@ -83,5 +105,6 @@ def build(
     entries: list[tuple[str, bytes]] = [(p.relative_to(lambda_dir).as_posix(), p.read_bytes()) for p in files]
     calendar = calendar_for(cfg, builder, today)
     entries.append(("calendar.json", (json.dumps(calendar, sort_keys=True, indent=1) + "\n").encode()))
+    entries += tzdata_entries()
     entries.sort()
     return Package(deterministic_zip(entries))

@@ -1,4 +1,4 @@
-"""The Lambda zip is deterministic and holds exactly the handler sources and calendar.json."""
+"""The Lambda zip is deterministic and holds exactly the handler sources, calendar.json and tzdata."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,8 @@ def test_contents_and_metadata(tmp_path: Path) -> None:
             [p.name for p in (ROOT / "lambda").glob("*.py") if not p.name.startswith("test_")]
             + ["calendar.json"]
         )
-        assert names == expected
+        assert [n for n in names if not n.startswith("tzdata/")] == expected
+        assert "tzdata/zoneinfo/Asia/Kolkata" in names and not any(n.endswith(".pyc") for n in names)
         assert {"start.py", "stop.py", "calendar.json"} <= set(names)
         for info in zf.infolist():
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
@@ -83,3 +87,26 @@ def test_calendar_covers_this_year_and_next(tmp_path: Path) -> None:
     lambda_package.build(config, copy_lambda(tmp_path), builder, today=dt.date(2026, 11, 27))
     assert seen["years"] == [2026, 2027]
     assert seen["cfg"] is config  # the checked config, handed over once
+
+
+def test_the_functions_resolve_their_zone_on_a_runtime_without_a_time_zone_database(tmp_path: Path) -> None:
+    """Python's zoneinfo looks in the system's database first, then in the tzdata package: the package carries
+    it, so a runtime image without /usr/share/zoneinfo still reads the stack's zone."""
+    pkg = lambda_package.build(cfg(), copy_lambda(tmp_path))
+    unpacked = tmp_path / "task"
+    with zipfile.ZipFile(io.BytesIO(pkg.data)) as zf:
+        zf.extractall(unpacked)
+    probe = ("import st_calendar, st_settings, zoneinfo\n"
+             "assert not zoneinfo.TZPATH, zoneinfo.TZPATH\n"
+             "s = st_settings.load_settings({'ST_INSTANCE_ID': 'i-0123456789abcdef0', 'ST_BUCKET': 'b',\n"
+             "    'ST_TOPIC_ARN': 'arn:aws:sns:ap-south-1:123456789012:t', 'ST_TIMEZONE': 'Asia/Kolkata',\n"
+             "    'ST_TOKEN_FRESH_AFTER': '07:30', 'ST_SYNC_DOCUMENT': 'st-sync', 'ST_EOD_DOCUMENT': 'st-eod',\n"
+             "    'ST_TOKEN_KEY': 'secrets/access_token.txt', 'ST_MANIFEST_KEY': 'deploy/manifest.json'})\n"
+             "print(st_calendar.TradingCalendar.load(s.calendar_file).zone.key)\n")
+    # No system database (an empty PYTHONTZPATH) and no site-packages (-S): only what the package holds.
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONTZPATH": "", "PYTHONPATH": str(unpacked)}
+    run = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "Asia/Kolkata", run.stderr
+    shutil.rmtree(unpacked / "tzdata")  # without the package's tzdata: the settings say what is missing
+    run = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "has no time zone database" in run.stderr
