@@ -4,9 +4,13 @@
     python -m devtools.awscheck --local [--yes]                       # the local world (root; what the tests run)
 
 It makes a throwaway stack from stack.yml (a unique stack name and bucket
-suffix, so nothing of yours is touched) and runs, printing each step:
+suffix, so nothing of yours is touched; its start, stop and job times moved
+hours away from now, so that no schedule of it fires during the check) and
+runs, printing each step:
 
- 1. what it will create (`provision plan`) and what the check costs; asks unless --yes;
+ 1. what this machine lacks to reach the host (`provision doctor`'s local checks: the check stops
+    here if anything is missing); what it will create (`provision plan`), what the check costs and
+    the command that removes it; asks unless --yes;
  2. `provision up`; `provision key` (the key SSH uses);
  3. `provision start --wait-ready`: the host's SSM agent is online; with --access ssh, the new
     host's SSH keys, checked against the fingerprints it printed at boot (its EC2 console output),
@@ -21,7 +25,10 @@ suffix, so nothing of yours is touched) and runs, printing each step:
  7. each cron job's command, once, as cron runs it, through the same access path (Ansible ad hoc);
  8. the deployed stop function: the end-of-day upload, then stop; the trade logs and ledger must
     be in the bucket;
- 9. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`,
+ 9. the next morning's path: the start function again, now on the stopped host, as on every
+    trading day (its role starts the host, the SSM agent comes back, the sync runs); then the stop
+    function again;
+10. always, also when a step failed: `provision down --yes --delete-bucket --force --release-ip`,
     and the functions' CloudWatch log groups (/aws/lambda/<function>, which `down` keeps); then it
     checks that nothing of the stack is left: `provision plan` would create every resource again
     and no log group remains (--keep leaves the stack up to look at it; remove it with the command
@@ -42,15 +49,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError
@@ -61,6 +71,9 @@ from devtools.testhost import BIN, ROOT, DayFailed, run
 from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
+# The throwaway stack's schedule: one of these windows (exchange-local), the one further from now, so that no
+# rule of it fires while the check runs; the jobs' times are inside it, as the config requires.
+QUIET_WINDOWS = (("02:00", "02:40"), ("14:00", "14:40"))
 # After `down`, the look for anything left is repeated this many times before it counts (no waiter covers it).
 LEFT_RETRIES, LEFT_RETRY_SECONDS = 3, 15.0
 
@@ -68,13 +81,44 @@ LEFT_RETRIES, LEFT_RETRY_SECONDS = 3, 15.0
 # --------------------------------------------------------------------------- the throwaway stack
 
 
-def throwaway_config(workdir: Path, access: str, token: str) -> tuple[Path, dict[str, Any]]:
-    """stack.yml with a unique stack name, artifact paths made absolute, and the access mode asked for."""
+def _minutes(hhmm: str) -> int:
+    hour, minute = hhmm.split(":")
+    return int(hour) * 60 + int(minute)
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def quiet_schedule(now_local: dt.datetime, jobs: int) -> tuple[str, str, list[str]]:
+    """(start, stop, the jobs' times): the window of QUIET_WINDOWS whose times are furthest ahead of now."""
+    at = now_local.hour * 60 + now_local.minute
+
+    def ahead(window: tuple[str, str]) -> int:
+        return min((_minutes(t) - at) % 1440 for t in window)
+
+    start, stop = max(QUIET_WINDOWS, key=ahead)
+    first, last = _minutes(start) + 10, _minutes(stop) - 5
+    step = max(1, min(5, (last - first) // max(1, jobs)))
+    return start, stop, [_hhmm(first + i * step) for i in range(jobs)]
+
+
+def throwaway_config(workdir: Path, access: str, token: str,
+                     now: dt.datetime | None = None) -> tuple[Path, dict[str, Any]]:
+    """stack.yml with a unique stack name, artifact paths made absolute, the access mode asked for, and the
+    start, stop and job times moved away from now (the rules are live: they would fire the check's functions
+    and jobs in the middle of it)."""
     cfg = yaml.safe_load((ROOT / "stack.yml").read_text())
     cfg["stack"]["name"] = f"stcheck-{token}"
     cfg["network"]["access"] = access
     cfg["network"]["ssh_ingress"] = ["auto"] if access == "ssh" else []
     cfg["host"]["token_fresh_after"] = "00:00"  # noqa: S105 - a time of day: the token is published just before
+    zone = ZoneInfo(cfg["schedule"]["timezone"])
+    start, stop, times = quiet_schedule((now or dt.datetime.now(dt.timezone.utc)).astimezone(zone),
+                                        len(cfg["cron_jobs"]))
+    cfg["schedule"].update(start=start, stop=stop)
+    for job, at in zip(cfg["cron_jobs"], times):
+        job["time"] = at
     for key, value in cfg["artifacts"].items():
         cfg["artifacts"][key] = str((ROOT / value).resolve())
     path = workdir / "check-stack.yml"
@@ -152,15 +196,38 @@ class Check:
 
     # -- the steps
 
+    def removal(self) -> str:
+        """The commands that remove the throwaway stack by hand, if the check cannot."""
+        return (f"ST_STACK_CONFIG={self.config} s3_bucket_suffix={self.world.suffix} python -m provision down --yes "
+                "--delete-bucket --force --release-ip; then "
+                + "; ".join(f"aws logs delete-log-group --region {self.world.region} --log-group-name {g}"
+                            for g in function_log_groups(self.stack)))
+
+    def local_tools(self) -> None:
+        """This machine can reach the host (`provision doctor`'s local checks), before anything is paid for."""
+        if not self.world.checks_local_tools:
+            return
+        # With the PATH the steps run with (the virtualenv's bin first).
+        probe = ("import json, sys\nfrom provision import config, doctor\n"
+                 "found = doctor.local_checks(config.load(sys.argv[1]))\n"
+                 "print(json.dumps([[c.name, c.detail] for c in found if c.failed]))\n")
+        out = run([str(BIN / "python"), "-c", probe, str(self.config)], env=self.env(), log=self.log("provision"))
+        failed = json.loads(out.stdout)
+        if failed:
+            raise CheckFailed("this machine cannot reach the host yet, so nothing was created:\n"
+                              + "\n".join(f"  {name}: {detail}" for name, detail in failed))
+
     def announce(self, ask: bool) -> bool:
         self.echo(f"aws-check: {self.world.name}; a throwaway stack {self.stack} "
                   f"(bucket suffix {self.world.suffix}), network.access {self.cfg['network']['access']}")
         for s in self.world.substitutions:
             self.echo(f"  substitution: {s}")
+        self.local_tools()
         self.echo(self.provision("plan"))
         self.resources = {c["address"] for c in json.loads(self.provision("plan", "--json"))["changes"]}
         self.echo(f"Cost of this check: {check_cost(self.config)}.")
-        self.echo("Everything above is removed at the end, also when a step fails.")
+        self.echo("Everything above is removed at the end, also when a step fails. Should this run be cut off "
+                  f"before it can remove it, remove it with:\n  {self.removal()}\nLogs: {self.workdir}")
         if not ask:
             return True
         try:
@@ -234,6 +301,16 @@ class Check:
                 raise CheckFailed(f"the stop function ended {stopped.get('outcome')}: {stopped.get('error')}")
         with self.step("the day's trade logs and ledger are in the bucket"):
             self.uploads(str(started["date"]))
+        with self.step(f"invoke {functions['start']} again, on the stopped host, as every morning (its role starts "
+                       "it, the SSM agent comes back, the sync runs)"):
+            again = self.world.invoke(functions["start"], {"force": True}, self.log("lambda"))
+            if again.get("state_before") != "stopped" or again.get("outcome") != "synced":
+                raise CheckFailed(f"the start function on the stopped host ended {again.get('outcome')} (the host "
+                                  f"was {again.get('state_before')}): {again.get('error')}")
+        with self.step(f"invoke {functions['stop']} again"):
+            stopped = self.world.invoke(functions["stop"], {}, self.log("lambda"))
+            if stopped.get("outcome") != "stopped":
+                raise CheckFailed(f"the stop function ended {stopped.get('outcome')}: {stopped.get('error')}")
 
     def uploads(self, day: str) -> None:
         s3 = self.world.client("s3")
@@ -250,6 +327,22 @@ class Check:
         creates = {c["address"] for c in plan["changes"] if c["action"] == "create"}
         return sorted(self.resources - creates) + self.world.log_groups(self.stack)
 
+    def left_settled(self) -> list[str]:
+        """left(), looked at again while something still shows or the look itself fails: AWS may show a
+        just-deleted bucket or role for a few seconds, and answer for it inconsistently meanwhile."""
+        for attempt in range(LEFT_RETRIES + 1):
+            last = attempt == LEFT_RETRIES
+            try:
+                after = self.left()
+            except (DayFailed, ClientError, BotoCoreError):
+                if last:
+                    raise
+                after = None
+            if after == [] or (after is not None and last):
+                return after
+            self.sleep(LEFT_RETRY_SECONDS)
+        raise AssertionError("unreachable")
+
     def down(self) -> None:
         """Remove everything the check made, then look: nothing of it may be left (CheckFailed names what is)."""
         try:
@@ -263,17 +356,29 @@ class Check:
                 removed = self.world.remove_log_groups(self.stack)
                 self.echo(f"          log groups removed: {', '.join(removed) or 'none (no function ran)'}")
         with self.step(f"nothing of stack {self.stack} is left"):
-            after = self.left()
-            for _ in range(LEFT_RETRIES):  # AWS may still show a just-deleted bucket or role for a few seconds
-                if not after:
-                    break
-                self.sleep(LEFT_RETRY_SECONDS)
-                after = self.left()
+            after = self.left_settled()
             (self.workdir / "cleanup.json").write_text(json.dumps({"before": before, "after": after}, indent=2))
             if after:
                 raise CheckFailed(f"left behind: {', '.join(after)}")
             self.echo(f"          {len(before or [])} resource(s) and log group(s) before, none now: `provision "
                       f"plan` would create all {len(self.resources)} resources again")
+
+
+def _interrupted(number: int, _frame: Any) -> NoReturn:
+    raise KeyboardInterrupt(signal.Signals(number).name)
+
+
+def too_close_to_midnight(cfg: dict[str, Any], minutes: int, now: dt.datetime | None = None) -> str | None:
+    """Why the check should not start now: it would run past midnight in the exchange's zone, where the ready
+    marker, the jobs' guard and the uploaded trade logs change their day."""
+    zone = ZoneInfo(cfg["schedule"]["timezone"])
+    local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone)
+    left = 1440 - (local.hour * 60 + local.minute)
+    if left > minutes:
+        return None
+    return (f"it is {local:%H:%M} in {zone.key}, and the check takes up to {minutes} minutes: it would cross "
+            f"midnight there, where the workspace's day changes. Start it after 00:00 {zone.key} "
+            f"(in {left} minutes) or earlier in the day")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,11 +403,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="simpletrader-awscheck-"))
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(3)
+    world_class = LocalWorld if args.local else AwsWorld
     config, cfg = throwaway_config(workdir, args.access, token)
-    world = (LocalWorld if args.local else AwsWorld)(workdir, f"-check-{token}", cfg["stack"]["region"])
+    late = too_close_to_midnight(cfg, world_class.expected_minutes)
+    if late:
+        print(f"aws-check: {late}", file=sys.stderr)
+        return 1
+    world = world_class(workdir, f"-check-{token}", cfg["stack"]["region"])
     world.accept_new_host_key = args.accept_new_host_key
     check = Check(world, config, cfg, workdir)
     code = 0
+    for number in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal still removes the stack
+        signal.signal(number, _interrupted)
     try:
         world.setup(check.echo)
         if not check.announce(ask=not args.yes):
@@ -315,20 +427,19 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
         print(f"aws-check: FAILED: {exc}\nLogs: {workdir}", file=sys.stderr)
         code = 1
+    except KeyboardInterrupt:
+        print(f"aws-check: interrupted; removing what it made\nLogs: {workdir}", file=sys.stderr)
+        code = 130
     finally:
-        remove = (f"ST_STACK_CONFIG={config} s3_bucket_suffix={world.suffix} python -m provision down --yes "
-                  "--delete-bucket --force --release-ip; then "
-                  + "; ".join(f"aws logs delete-log-group --region {world.region} --log-group-name {g}"
-                              for g in function_log_groups(check.stack)))
         if check.created and not args.keep:
             try:
                 check.down()
-            except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
-                print(f"aws-check: could not remove stack {check.stack}: {exc}\nRemove it with: {remove}",
-                      file=sys.stderr)
-                code = 1
+            except BaseException as exc:  # noqa: BLE001 - whatever stopped the removal, say how to finish it
+                print(f"aws-check: could not remove stack {check.stack}: {exc or type(exc).__name__}\n"
+                      f"Remove it with: {check.removal()}", file=sys.stderr)
+                code = code or 1
         elif check.created:
-            print(f"Kept stack {check.stack}. Remove it with: {remove}")
+            print(f"Kept stack {check.stack}. Remove it with: {check.removal()}")
         world.teardown()
         print(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
     return code

@@ -26,7 +26,8 @@ from provision.lambdas import function_name
 
 # Invoking a function waits for its whole run (Lambda's timeout is 900 s), and is not retried: a retry
 # would run the trading day's step twice.
-INVOKE_CONFIG = Config(read_timeout=960, retries={"mode": "standard", "max_attempts": 0})
+# An invoke waits up to 960 s on an idle connection: keepalive, or a NAT on the way may drop it at 350 s.
+INVOKE_CONFIG = Config(read_timeout=960, retries={"mode": "standard", "max_attempts": 0}, tcp_keepalive=True)
 
 
 class CheckFailed(RuntimeError):
@@ -43,6 +44,10 @@ class AwsWorld:
 
     name = "your AWS account"
     substitutions: tuple[str, ...] = ()
+    # How long a run may take (the check refuses to start when that would cross midnight at the exchange), and
+    # whether this machine's own tools reach the host (Session Manager's plugin, ssh, Ansible).
+    expected_minutes = 75
+    checks_local_tools = True
 
     def __init__(self, workdir: Path, suffix: str, region: str) -> None:
         self.workdir = workdir
@@ -132,6 +137,8 @@ class LocalWorld(AwsWorld):
     """The emulator and a Debian 11 test host, through devtools/tradingday.py's Day."""
 
     name = "the local world (emulator + Debian 11 test host)"
+    expected_minutes = 0  # a few minutes; the tests run it at any hour
+    checks_local_tools = False  # the tunnel is a stand-in, and the test host's key is its own
     substitutions = (
         "the Lambda functions run in this process with their deployed code and environment (the emulator "
         "runs no function); their output is written to their log groups in the emulator, as Lambda does",

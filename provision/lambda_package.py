@@ -59,8 +59,9 @@ def tzdata_entries() -> list[tuple[str, bytes]]:
     try:
         dist = importlib.metadata.distribution("tzdata")
     except importlib.metadata.PackageNotFoundError:
-        raise ProvisionError("the tzdata package is not installed, and the Lambdas carry it (their runtime may have "
-                             "no time zone database); run `pip install -r requirements.txt` (or `make setup`)") from None
+        raise ProvisionError("the tzdata package is not installed, and the Lambdas carry it (their runtime may "
+                             "have no time zone database); run `pip install -r requirements.txt` (or `make setup`)"
+                             ) from None
     entries = []
     for file in dist.files or ():
         name = file.as_posix()

@@ -8,6 +8,7 @@ the local world.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from collections.abc import Callable
@@ -118,10 +119,23 @@ def stack_left(stack: str, bucket_suffix: str) -> dict[str, list[str]]:
     }
 
 
+def plugin_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, present: bool = True) -> None:
+    """PATH with a stand-in session-manager-plugin (or with none), and the system's ssh."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    if present:
+        plugin = bin_dir / "session-manager-plugin"
+        plugin.write_text("#!/bin/sh\necho 1.2.707.0\n")
+        plugin.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
 def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
         moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("s3_bucket_suffix", raising=False)
     monkeypatch.delenv("S3_BUCKET_SUFFIX", raising=False)
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)  # whatever the hour of the run
     boto3.client("logs").create_log_group(logGroupName="/aws/lambda/someone-elses-function")
     seen: dict[str, Any] = {}
 
@@ -146,6 +160,8 @@ def test_a_failed_step_still_removes_the_stack_and_its_functions_log_groups(
     assert [g["logGroupName"] for g in boto3.client("logs").describe_log_groups()["logGroups"]] == [
         "/aws/lambda/someone-elses-function"]
     assert f"log groups removed: /aws/lambda/{stack}-start, /aws/lambda/{stack}-stop" in out
+    # How to remove it by hand was said before anything was made, in case the run is cut off.
+    assert out.find("Should this run be cut off before it can remove it") < out.find("provision up --yes")
     # The check's own look (plan and log groups) saw all of it before `down`, and none of it after.
     cleanup = json.loads((tmp_path / "cleanup.json").read_text())
     assert {"instance", "bucket", "lambda.start", "iam.instance_role", "network.vpc"} <= seen["resources"]
@@ -166,3 +182,67 @@ def test_the_local_world_writes_each_invocations_output_to_the_functions_log_gro
     # The stop function never ran: it has no log group, and removing the stack's removes what there is.
     assert world.remove_log_groups("stcheck-0a1b2c") == ["/aws/lambda/stcheck-0a1b2c-start"]
     assert world.log_groups("stcheck-0a1b2c") == []
+
+
+def test_nothing_is_made_when_this_machine_cannot_reach_the_host(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin_on_path(tmp_path, monkeypatch, present=False)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+    assert awscheck.main(["--yes", "--workdir", str(tmp_path / "work")]) == 1
+    out, err = capsys.readouterr()
+    assert "this machine cannot reach the host yet, so nothing was created" in err
+    assert "session manager: session-manager-plugin is not installed" in err
+    assert "provision up" not in out
+    stacks = {t["Value"] for v in boto3.client("ec2", region_name=REGION).describe_vpcs()["Vpcs"]
+              for t in v.get("Tags", []) if t["Key"] == "Stack"}
+    assert not any(name.startswith("stcheck-") for name in stacks)
+
+
+def test_an_interrupted_removal_still_says_how_to_finish_it(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+
+    def up(check: awscheck.Check) -> None:
+        check.created = True
+
+    def down(check: awscheck.Check) -> None:
+        raise KeyboardInterrupt  # a second Ctrl-C, or the terminal closing, while it removes the stack
+
+    def converge(check: awscheck.Check) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(awscheck.Check, "up", up)
+    monkeypatch.setattr(awscheck.Check, "converge", converge)
+    monkeypatch.setattr(awscheck.Check, "down", down)
+    assert awscheck.main(["--yes", "--workdir", str(tmp_path / "work")]) == 130
+    _out, err = capsys.readouterr()
+    assert "aws-check: interrupted; removing what it made" in err
+    assert "could not remove stack stcheck-" in err and "Remove it with: ST_STACK_CONFIG=" in err
+    assert "python -m provision down --yes --delete-bucket --force --release-ip" in err
+
+
+@pytest.mark.parametrize("utc", ["2026-12-01T00:00", "2026-12-01T08:10", "2026-12-01T10:25", "2026-12-01T20:05",
+                                 "2026-12-01T21:15"])
+def test_the_throwaway_stacks_schedule_fires_nowhere_near_the_run(tmp_path: Path, utc: str) -> None:
+    from provision import config
+
+    now = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.timezone.utc)
+    path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c", now=now)
+    checked = config.load(path, env={})  # a valid config: the jobs inside the window, at minutes of their own
+    local = now.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    at = local.hour * 60 + local.minute
+    times = [checked.schedule.start, checked.schedule.stop] + [job.time for job in checked.cron_jobs]
+    for hhmm in times:
+        hour, minute = (int(x) for x in hhmm.split(":"))
+        assert (hour * 60 + minute - at) % 1440 >= 3 * 60, (utc, hhmm)  # not within three hours of the start
+    assert [job["name"] for job in cfg["cron_jobs"]] == ["pre-market-setup", "trading"]
+
+
+def test_it_does_not_start_a_run_that_would_cross_midnight_at_the_exchange(tmp_path: Path) -> None:
+    _path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c")
+    late = dt.datetime(2026, 12, 1, 17, 30, tzinfo=dt.timezone.utc)  # 23:00 in Asia/Kolkata
+    why = awscheck.too_close_to_midnight(cfg, 75, now=late)
+    assert why is not None and "23:00 in Asia/Kolkata" in why and "in 60 minutes" in why
+    assert awscheck.too_close_to_midnight(cfg, 75, now=late - dt.timedelta(minutes=20)) is None
+    assert awscheck.too_close_to_midnight(cfg, 0, now=late + dt.timedelta(minutes=59)) is None  # the local world

@@ -30,6 +30,7 @@ def test_the_whole_chain_runs_and_everything_is_removed(tmp_path: Path) -> None:
              "site.yml again, nothing to change", "provision publish", 'with {"force": true} (Lambda API)',
              "cron job pre-market-setup once",
              "cron job trading once", "(end of day, then stop)", "trade logs and ledger are in the bucket",
+             "again, on the stopped host, as every morning", "-stop again",
              "provision down --yes --delete-bucket --force --release-ip; the functions' log groups",
              "nothing of stack stcheck-"]
     at = [out.find(s) for s in steps]
