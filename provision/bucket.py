@@ -159,6 +159,17 @@ class Bucket(Resource):
             if code in ("403", "AccessDenied", "Forbidden"):
                 raise _taken(name) from None
             raise
+        try:
+            return self._read(ctx, name, owner)
+        except Exception as exc:
+            # S3 may still list a bucket deleted a moment ago, but answers NoSuchBucket for anything else.
+            if error_code(exc) == "NoSuchBucket":
+                return None
+            raise
+
+    def _read(self, ctx: Context, name: str, owner: dict[str, str]) -> dict[str, Any]:
+        """The bucket's settings that the stack manages, and whose it is."""
+        s3 = ctx.clients.s3
         live: dict[str, Any] = {"name": name}
         live["public_access_block"] = unless_missing(
             lambda: s3.get_public_access_block(Bucket=name, **owner)["PublicAccessBlockConfiguration"],

@@ -210,13 +210,14 @@ class KeyPair(Resource):
                     )
                     private = self._pending_key(ssm, pending)
                     assert private is not None
-                pair = ec2.import_key_pair(
+                imported = ec2.import_key_pair(
                     KeyName=name,
                     PublicKeyMaterial=public_key_of(private).encode(),
                     TagSpecifications=tags.tag_spec("key-pair", tags.resource_tags(ctx.stack, "key")),
                 )
-                pair = find_key_pair(ec2, ctx.stack)
-                assert pair is not None
+                # DescribeKeyPairs is eventually consistent: just after the import it may not list the pair.
+                pair = find_key_pair(ec2, ctx.stack) or {
+                    "KeyPairId": imported["KeyPairId"], "KeyName": name, "PublicKey": public_key_of(private)}
             final = parameter_name(pair["KeyPairId"])
             if not _parameter_exists(ssm, final):
                 if private is None or not _same_key(public_key_of(private), pair.get("PublicKey", "")):

@@ -118,9 +118,10 @@ class SessionSchedules(Resource):
 
     def find(self, ctx: Context) -> dict[str, Any] | None:
         sch, group = ctx.clients.client("scheduler"), self.label(ctx)
-        arn = unless_missing(lambda: sch.get_schedule_group(Name=group)["Arn"], "ResourceNotFoundException", None)
-        if arn is None:
+        found_group = unless_missing(lambda: sch.get_schedule_group(Name=group), "ResourceNotFoundException", None)
+        if found_group is None or found_group.get("State") == "DELETING":  # its deletion is eventually consistent
             return None
+        arn = found_group["Arn"]
         schedules = {}
         for item in paginate(sch, "list_schedules", "Schedules", GroupName=group):
             full = sch.get_schedule(Name=item["Name"], GroupName=group)
