@@ -41,6 +41,11 @@ _RUNNING_MODEL = WaiterModel({
 })
 
 
+# What EC2's "Client.InternalError" on a start most often means (AWS's knowledge center, kms-iam-ec2-permission).
+KMS_HINT = ("an encrypted root volume whose KMS key the starting role may not use: most often the account's "
+            "default EBS key is a customer managed key; docs/TESTING.md says what to do")
+
+
 def _instance(ec2: Any, instance_id: str) -> dict[str, Any]:
     reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     instances = [i for r in reservations for i in r.get("Instances", [])]
@@ -98,6 +103,8 @@ def wait_running(ec2: Any, instance_id: str, cfg: WaitConfig, budget: Budget, cl
                     continue
             _, reason = describe_state(ec2, instance_id)
             detail = f" ({reason})" if reason else ""
+            if reason and "Client.InternalError" in reason:
+                detail += f"; {KMS_HINT}"
             if state is None:
                 raise StepFailed(f"instance {instance_id} did not reach running: {err}") from None
             raise StepFailed(f"instance {instance_id} did not reach running; it is {state}{detail}") from None

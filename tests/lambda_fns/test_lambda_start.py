@@ -105,6 +105,7 @@ def test_pending_to_stopped_is_a_failure_with_the_reason(stack: Stack) -> None:
     result = run_failing(stack)
     assert result["outcome"] == "failed" and not result["ok"]
     assert "stopped" in result["error"] and "Client error on launch" in result["error"]
+    assert "default EBS key is a customer managed key" in result["error"]  # what it most often means
     assert stack.commands() == []
     [note] = stack.notifications()
     assert note["subject"] == f"simpletrader start {WEDNESDAY}: FAILED"
