@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,6 +47,8 @@ PLUGIN_INSTALL = ("https://docs.aws.amazon.com/systems-manager/latest/userguide/
 # named on the command line, so the token is not visible in the process list.
 _LAST_PLUGIN_WITHOUT_ENV = (1, 2, 497, 0)
 _RESPONSE_ENV = "AWS_SSM_START_SESSION_RESPONSE"
+# A running host whose agent is not connected to Session Manager yet is asked again for this long.
+TARGET_WAIT_SECONDS, TARGET_POLL_SECONDS = 12.0, 3.0
 
 Exec = Callable[[str, list[str], Mapping[str, str]], Any]
 
@@ -103,7 +106,7 @@ def plugin_missing_message() -> str:
 
 
 def open_tunnel(ssm: Any, ec2: Any, instance_id: str, port: int, *, profile: str = "",
-                execute: Exec | None = None) -> NoReturn:
+                execute: Exec | None = None, sleep: Callable[[float], None] | None = None) -> NoReturn:
     """Start an SSH session to ``instance_id`` through Session Manager and become the plugin.
 
     The plugin carries SSH's stdin/stdout through the session and ends it when
@@ -115,12 +118,7 @@ def open_tunnel(ssm: Any, ec2: Any, instance_id: str, port: int, *, profile: str
     if path is None or version is None:
         raise ProvisionError(plugin_missing_message())
     params = {"Target": instance_id, "DocumentName": SSH_DOCUMENT, "Parameters": {"portNumber": [str(port)]}}
-    try:
-        response = ssm.start_session(**params)
-    except ClientError as exc:
-        raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
-    except BotoCoreError as exc:
-        raise ProvisionError(f"could not start a Session Manager session to {instance_id}: {exc}") from None
+    response = _start_session(ssm, ec2, instance_id, params, sleep or time.sleep)
     session = json.dumps({k: response[k] for k in ("SessionId", "TokenValue", "StreamUrl")})
     env = dict(os.environ)
     if _newer_than(version, _LAST_PLUGIN_WITHOUT_ENV):
@@ -130,6 +128,29 @@ def open_tunnel(ssm: Any, ec2: Any, instance_id: str, port: int, *, profile: str
             ssm.meta.endpoint_url]
     (execute or os.execve)(path, argv, env)
     raise ProvisionError(f"{PLUGIN} did not start")  # os.execve does not return
+
+
+def _start_session(ssm: Any, ec2: Any, instance_id: str, params: dict[str, Any],
+                   sleep: Callable[[float], None]) -> Any:
+    """StartSession; while a running host's agent is not connected yet, asked again for a few seconds.
+
+    The agent reports Online (what `start --wait-ready` waits for) a moment before Session Manager's own
+    channel to it is open, and Ansible does not retry a host it could not reach. The wait stays well inside
+    ssh's ConnectTimeout (ansible.cfg's `timeout`), which covers the time the tunnel takes to start.
+    """
+    waited = 0.0
+    while True:
+        try:
+            return ssm.start_session(**params)
+        except ClientError as exc:
+            if (error_code(exc) == "TargetNotConnected" and waited < TARGET_WAIT_SECONDS
+                    and _state(ec2, instance_id) == "running"):
+                sleep(TARGET_POLL_SECONDS)
+                waited += TARGET_POLL_SECONDS
+                continue
+            raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
+        except BotoCoreError as exc:
+            raise ProvisionError(f"could not start a Session Manager session to {instance_id}: {exc}") from None
 
 
 def _start_failed(ec2: Any, instance_id: str, exc: ClientError) -> str:

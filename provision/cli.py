@@ -389,7 +389,7 @@ def cmd_tunnel_region(args: argparse.Namespace, clients: Clients) -> int:
 
 def _tunnel(clients: Clients, args: argparse.Namespace) -> int:
     access.open_tunnel(clients.ssm, clients.ec2, args.instance_id, args.port,
-                       profile=os.environ.get("AWS_PROFILE", ""))
+                       profile=os.environ.get("AWS_PROFILE", ""), sleep=clients.sleep)
     return 0
 
 

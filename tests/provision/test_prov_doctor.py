@@ -254,6 +254,27 @@ def test_tunnel_to_a_stopped_host_says_how_to_start_it(run: Runner, tools: Path)
                                   "`python -m provision start --wait-ready`, then connect again")
 
 
+
+def test_tunnel_to_a_running_host_waits_a_moment_for_its_agent(
+        run: Runner, tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent reports Online a moment before Session Manager can reach it: the first converge after
+    `start --wait-ready` must not fail on that moment."""
+    assert run("up", "--yes").code == 0
+    instance = boto3.client("ec2").describe_instances()["Reservations"][0]["Instances"][0]["InstanceId"]
+    fake_plugin(tools)
+    monkeypatch.setattr(os, "execve", fake_exec)
+    not_yet = respond_once("ssm.StartSession", 400, {}, json.dumps(
+        {"__type": "TargetNotConnected", "message": f"{instance} is not connected."}).encode(), times=2)
+    with pytest.raises(Became):
+        run("tunnel", instance, hooks=[("before-send", not_yet), ("before-send", start_session_answers(200, SESSION))])
+    assert not_yet.seen["n"] == 2  # asked again, then the session started
+
+    never = start_session_answers(400, {"__type": "TargetNotConnected", "message": f"{instance} is not connected."})
+    result = run("tunnel", instance, hooks=[("before-send", never)])
+    assert result.code == 1
+    assert "is running but its SSM agent is not connected to Session Manager yet" in result.err
+    assert never.seen["n"] == 1 + int(access.TARGET_WAIT_SECONDS / access.TARGET_POLL_SECONDS)
+
 def test_the_tunnel_script_runs_the_tunnel_command(tools: Path) -> None:
     import subprocess
 
