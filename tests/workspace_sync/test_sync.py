@@ -8,20 +8,16 @@ import hashlib
 import io
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from example_release import BUCKET, CODE_DIR, body, do_publish
-from simpletrader_workspace import config, sync
-from simpletrader_workspace import s3 as routine_s3
+from simpletrader_workspace import config
 from wshelpers import (
     ROOT,
     ROUTINE,
@@ -258,208 +254,6 @@ def test_pip_failure_keeps_previous_workspace(
     bad_hash = hashlib.sha256((bad_code / "requirements.txt").read_bytes()).hexdigest()
     assert not (host.state_dir / "venvs" / bad_hash).exists()
     assert sorted(p.name for p in (host.state_dir / "venvs").iterdir()) == [before["venv"]]
-
-
-# --------------------------------------------------------------------------- interruption and concurrency
-
-
-def wait_for(predicate: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
-
-
-def downloading(host: Host) -> bool:
-    """The sync has made its .partial release and downloaded the first object."""
-    started = any(p.name.endswith(".partial") for p in host.release_dirs())
-    return started and (host.state_dir / "staging.partial" / "code.tar.gz").exists()
-
-
-def test_killed_mid_download_then_clean_rerun(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    result = host.spawned_result_path("sync")
-    result.write_text("{}")  # an earlier run's: removed as the routine starts
-    proc = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="30")
-    try:
-        wait_for(lambda: downloading(host))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
-    assert not result.exists(), "a run that never finished left a result"
-    leftovers = host.release_dirs()
-    assert leftovers and all(p.name.endswith(".partial") for p in leftovers)
-    assert host.ready() is None and not host.workdir.exists()
-
-    rerun = host.run("sync")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "removing leftover" in rerun.stdout
-    dirs = host.release_dirs()
-    assert len(dirs) == 1 and not dirs[0].name.endswith(".partial")
-    assert not (host.state_dir / "staging.partial").exists()
-    assert not [p for p in (host.state_dir / "wheelhouse").iterdir() if p.name.endswith(".partial")]
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_killed_while_building_the_venv(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    host.overrides["installer"] = "pip"  # python -m venv and pip: slow enough to be caught mid-build
-    venv = host.state_dir / "venvs" / hashlib.sha256((CODE_DIR / "requirements.txt").read_bytes()).hexdigest()
-    proc = subprocess.Popen(
-        host.command("sync"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=host.env(),
-        start_new_session=True,
-    )
-    pgid = proc.pid
-    try:
-        wait_for(lambda: (venv / "bin").is_dir())
-        proc.kill()  # the routine only: its venv/pip child lives on
-        proc.wait(timeout=30)
-        assert group_alive(pgid), "the venv build finished before the test could look"
-        # The orphaned build still holds the lock: a new sync must not race it.
-        host.overrides["lock_wait_seconds"] = 0
-        busy = host.run("sync")
-        host.overrides["lock_wait_seconds"] = 1
-        assert busy.returncode != 0 and "busy" in busy.last
-        wait_for(lambda: not group_alive(pgid), timeout=120)
-    finally:
-        if group_alive(pgid):
-            os.killpg(pgid, signal.SIGKILL)
-    assert not (venv / ".simpletrader-complete").exists()
-    rerun = host.run("sync")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"removing incomplete virtualenv {venv.name}" in rerun.stdout
-    assert (venv / ".simpletrader-complete").exists()
-
-
-def test_two_syncs_at_once(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    slow = host.spawn("sync", SIMPLETRADER_TEST_SLEEP_AFTER_OBJECT="1")
-    try:
-        wait_for(lambda: any(p.name.endswith(".partial") for p in host.release_dirs()))
-        busy = host.run("sync")
-        assert busy.returncode != 0
-        assert busy.last.startswith("sync: FAILED busy: another simpletrader job holds the lock")
-        eod_busy = host.run("eod")
-        assert eod_busy.returncode != 0 and eod_busy.last.startswith("eod: FAILED busy")
-        out, err = slow.communicate(timeout=120)
-    finally:
-        if slow.poll() is None:
-            slow.kill()
-            slow.communicate()
-    assert slow.returncode == 0, out + err
-    slow_result = json.loads(host.spawned_result_path("sync").read_text())
-    assert slow_result["ok"] is True and slow_result["release"] == published["release"]
-    assert busy.result is not None and busy.result["exit_code"] == 1
-    dirs = host.release_dirs()
-    assert len(dirs) == 1 and Path(os.path.realpath(host.workdir)) == dirs[0]
-    assert (host.workdir / "src/setup/setup.py").is_file()
-
-
-def test_lock_held_by_a_cron_job(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    import fcntl
-
-    host.lock_file.touch()
-    with open(host.lock_file) as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = host.run("sync")
-        status = host.run("status")
-    assert result.returncode != 0 and "busy" in result.last
-    assert "lock " in status.stdout and ": held" in status.stdout
-    assert host.ready() is None
-
-
-# --------------------------------------------------------------------------- nothing is lost
-
-
-def test_unuploaded_data_is_uploaded_before_pruning(host: Host, s3: Any, published: dict[str, Any]) -> None:
-    yesterday, before = exchange_today(-1), exchange_today(-2)
-    # A host set up by the original CDK app: the workdir is a plain directory with trade data.
-    legacy = host.workdir
-    (legacy / "trade_logs" / before).mkdir(parents=True)
-    (legacy / "trade_logs" / before / "trades.csv").write_text("legacy trades\n")
-    (legacy / "ledger").mkdir()
-    (legacy / "ledger" / "ledger.csv").write_text("date,symbol\nlegacy,row\n")
-    host.overrides["keep_releases"] = 1
-
-    first = host.run("sync")
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "moving the existing workdir" in first.stdout
-    assert body(s3, f"logs/{before}/trades.csv") == b"legacy trades\n"
-    # keep_releases=1, and its data is confirmed uploaded, so the legacy copy went.
-    assert "pruning release legacy-" in first.stdout
-    assert [p.name for p in host.release_dirs()] == [Path(os.path.realpath(host.workdir)).name]
-    assert (host.workdir / "ledger" / "ledger.csv").read_text() == "date,symbol\nlegacy,row\n"
-
-    # Yesterday's trading, but the end-of-day routine never ran (instance stopped early).
-    day = host.workdir / "trade_logs" / yesterday
-    day.mkdir(parents=True)
-    (day / "trades.csv").write_text("yesterday's trades\n")
-    with open(host.workdir / "ledger" / "ledger.csv", "a") as fh:
-        fh.write("yesterday,row\n")
-    old_release = Path(os.path.realpath(host.workdir))
-
-    second = host.run("sync")
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert f"unconfirmed trade data file(s) of release {old_release.name}" in second.stdout
-    assert body(s3, f"logs/{yesterday}/trades.csv") == b"yesterday's trades\n"
-    assert body(s3, "ledger/ledger.csv") == b"date,symbol\nlegacy,row\nyesterday,row\n"
-    assert not old_release.exists()
-    assert (host.workdir / "ledger" / "ledger.csv").read_text().endswith("yesterday,row\n")
-
-
-class UploadsFail:
-    """An S3 client whose uploads fail (downloads still work)."""
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    def put_object(self, **_kwargs: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-def test_data_that_cannot_be_uploaded_is_kept(
-    host: Host,
-    s3: Any,
-    published: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    host.overrides["keep_releases"] = 1
-    assert host.run("sync").returncode == 0
-    old_release = Path(os.path.realpath(host.workdir))
-    day = old_release / "trade_logs" / exchange_today(-1)
-    day.mkdir(parents=True)
-    (day / "trades.csv").write_text("precious\n")
-
-    cfg = config.load_config(str(host.config_path))
-    monkeypatch.setattr(routine_s3, "client",
-                        lambda c: UploadsFail(boto3.client("s3", region_name=c.region, endpoint_url=c.endpoint_url)))
-    outcome = sync.run(cfg)
-    out = capsys.readouterr().out
-    assert outcome.details["release"] == published["release"]
-    assert "could not upload the trade data of " + old_release.name in out
-    assert f"keeping {old_release.name}: its trade data is not confirmed uploaded" in out
-    assert (day / "trades.csv").read_text() == "precious\n"
-    assert Path(os.path.realpath(host.workdir)) != old_release
-
-    # Once uploads work again (a real client, in a new process), the next sync uploads it, then prunes it.
-    again = host.run("sync")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert body(s3, f"logs/{exchange_today(-1)}/trades.csv") == b"precious\n"
-    assert not old_release.exists()
 
 
 # --------------------------------------------------------------------------- eod and config details
