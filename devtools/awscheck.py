@@ -5,8 +5,9 @@
 
 It makes a throwaway stack from stack.yml (a unique stack name and bucket
 suffix, so nothing of yours is touched; its start, stop and job times moved
-hours away from now, so that no schedule of it fires during the check) and
-runs, printing each step:
+hours away from now and no special sessions, so that no schedule of it fires
+during the check) and runs, printing each step (and writing them to
+check.log in its work directory):
 
  1. what this machine lacks to reach the host (`provision doctor`'s local checks: the check stops
     here if anything is missing); what it will create (`provision plan`), what the check costs and
@@ -73,7 +74,7 @@ from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_grou
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
 # The throwaway stack's schedule: one of these windows (exchange-local), the one further from now, so that no
 # rule of it fires while the check runs; the jobs' times are inside it, as the config requires.
-QUIET_WINDOWS = (("02:00", "02:40"), ("14:00", "14:40"))
+QUIET_WINDOWS = (("02:00", "03:00"), ("14:00", "15:00"))
 # After `down`, the look for anything left is repeated this many times before it counts (no waiter covers it).
 LEFT_RETRIES, LEFT_RETRY_SECONDS = 3, 15.0
 
@@ -98,17 +99,20 @@ def quiet_schedule(now_local: dt.datetime, jobs: int) -> tuple[str, str, list[st
         return min((_minutes(t) - at) % 1440 for t in window)
 
     start, stop = max(QUIET_WINDOWS, key=ahead)
-    first, last = _minutes(start) + 10, _minutes(stop) - 5
+    first, last = _minutes(start) + 5, _minutes(stop) - 1
     step = max(1, min(5, (last - first) // max(1, jobs)))
+    if jobs and first + (jobs - 1) * step > last:
+        raise CheckFailed(f"stack.yml has {jobs} cron jobs; the check's schedule window {start}-{stop} holds "
+                          f"{last - first + 1}, each at a minute of its own")
     return start, stop, [_hhmm(first + i * step) for i in range(jobs)]
 
 
-def throwaway_config(workdir: Path, access: str, token: str,
-                     now: dt.datetime | None = None) -> tuple[Path, dict[str, Any]]:
+def throwaway_config(workdir: Path, access: str, token: str, now: dt.datetime | None = None,
+                     source: Path = ROOT / "stack.yml") -> tuple[Path, dict[str, Any]]:
     """stack.yml with a unique stack name, artifact paths made absolute, the access mode asked for, and the
     start, stop and job times moved away from now (the rules are live: they would fire the check's functions
     and jobs in the middle of it)."""
-    cfg = yaml.safe_load((ROOT / "stack.yml").read_text())
+    cfg = yaml.safe_load(source.read_text())
     cfg["stack"]["name"] = f"stcheck-{token}"
     cfg["network"]["access"] = access
     cfg["network"]["ssh_ingress"] = ["auto"] if access == "ssh" else []
@@ -119,6 +123,9 @@ def throwaway_config(workdir: Path, access: str, token: str,
     cfg["schedule"].update(start=start, stop=stop)
     for job, at in zip(cfg["cron_jobs"], times):
         job["time"] = at
+    # A special session's one-time schedules would fire at its own hours, today's in the middle of the check,
+    # and one that keeps the weekly hours would hold its jobs outside the moved window.
+    cfg["calendar"]["special_sessions"] = []
     for key, value in cfg["artifacts"].items():
         cfg["artifacts"][key] = str((ROOT / value).resolve())
     path = workdir / "check-stack.yml"
@@ -364,8 +371,40 @@ class Check:
                       f"plan` would create all {len(self.resources)} resources again")
 
 
+class Say:
+    """Each line to the terminal and to the run's own log; a terminal that has gone (hung up) is skipped, so
+    that the removal of the stack still runs and is still written down."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __call__(self, text: str, err: bool = False) -> None:
+        with contextlib.suppress(OSError), open(self.log, "a") as fh:
+            fh.write(text + "\n")
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+HANGUPS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _interrupted(number: int, _frame: Any) -> NoReturn:
     raise KeyboardInterrupt(signal.Signals(number).name)
+
+
+def _interruptible() -> dict[int, Any]:
+    """A closed terminal or a kill ends the run as Ctrl-C does, so the stack is removed; a signal already
+    ignored (nohup) stays ignored. Returns the handlers to put back."""
+    previous: dict[int, Any] = {number: signal.getsignal(number) for number in HANGUPS}
+    for number, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(number, _interrupted)
+    return previous
+
+
+def _shield() -> None:
+    for number in HANGUPS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def too_close_to_midnight(cfg: dict[str, Any], minutes: int, now: dt.datetime | None = None) -> str | None:
@@ -404,46 +443,56 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(3)
     world_class = LocalWorld if args.local else AwsWorld
-    config, cfg = throwaway_config(workdir, args.access, token)
+    try:
+        config, cfg = throwaway_config(workdir, args.access, token)
+    except CheckFailed as exc:
+        print(f"aws-check: {exc}; nothing was created", file=sys.stderr)
+        return 1
     late = too_close_to_midnight(cfg, world_class.expected_minutes)
     if late:
         print(f"aws-check: {late}", file=sys.stderr)
         return 1
     world = world_class(workdir, f"-check-{token}", cfg["stack"]["region"])
     world.accept_new_host_key = args.accept_new_host_key
-    check = Check(world, config, cfg, workdir)
+    say = Say(workdir / "check.log")
+    check = Check(world, config, cfg, workdir, echo=say)
     code = 0
-    for number in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal still removes the stack
-        signal.signal(number, _interrupted)
+    previous = _interruptible()
     try:
         world.setup(check.echo)
         if not check.announce(ask=not args.yes):
-            print("Cancelled; nothing was created.")
+            say("Cancelled; nothing was created.")
             return 1
         check.up()
         check.converge()
         check.trading_day()
-        print(f"aws-check: the whole chain works on {world.name}.")
+        say(f"aws-check: the whole chain works on {world.name}.")
     except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
-        print(f"aws-check: FAILED: {exc}\nLogs: {workdir}", file=sys.stderr)
+        say(f"aws-check: FAILED: {exc}\nLogs: {workdir}", err=True)
         code = 1
     except KeyboardInterrupt:
-        print(f"aws-check: interrupted; removing what it made\nLogs: {workdir}", file=sys.stderr)
+        say(f"aws-check: interrupted; removing what it made\nLogs: {workdir}", err=True)
         code = 130
     finally:
-        if check.created and not args.keep:
+        _shield()  # a closed terminal or a kill no longer cuts the removal short (Ctrl-C still can)
+        try:
+            if check.created and not args.keep:
+                try:
+                    check.down()
+                except BaseException as exc:  # noqa: BLE001 - whatever stopped the removal, say how to finish it
+                    say(f"aws-check: could not remove stack {check.stack}: {exc or type(exc).__name__}\n"
+                        f"Remove it with: {check.removal()}", err=True)
+                    code = code or 1
+            elif check.created:
+                say(f"Kept stack {check.stack}. Remove it with: {check.removal()}")
+        finally:
             try:
-                check.down()
-            except BaseException as exc:  # noqa: BLE001 - whatever stopped the removal, say how to finish it
-                print(f"aws-check: could not remove stack {check.stack}: {exc or type(exc).__name__}\n"
-                      f"Remove it with: {check.removal()}", file=sys.stderr)
-                code = code or 1
-        elif check.created:
-            print(f"Kept stack {check.stack}. Remove it with: {check.removal()}")
-        world.teardown()
-        print(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
+                world.teardown()
+            finally:
+                say(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
+                for number, handler in previous.items():
+                    signal.signal(number, handler)
     return code
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 Contents: every ``.py`` file under ``lambda/`` (no tests, no ``__pycache__``),
 ``calendar.json`` computed by :func:`provision.trading_calendar.build_calendar`
-for the current and the next year, and the ``tzdata`` package (the version
-requirements.txt pins): Python's ``zoneinfo`` falls back to it when the
+for the current and the next year, and the installed ``tzdata`` package
+(requirements.txt pins it): Python's ``zoneinfo`` falls back to it when the
 runtime image has no time zone database, which the emulator cannot show and
 without which every invocation would fail on its first line. Entries are sorted, with a fixed timestamp
 and fixed permissions, so the same sources give the same bytes, the same
@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import importlib.metadata
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,21 +55,23 @@ def _is_source(path: Path, root: Path) -> bool:
 
 
 def tzdata_entries() -> list[tuple[str, bytes]]:
-    """The installed ``tzdata`` package's files, as ``(path in the zip, bytes)`` (no compiled files)."""
-    try:
-        dist = importlib.metadata.distribution("tzdata")
-    except importlib.metadata.PackageNotFoundError:
+    """The installed ``tzdata`` package's files, as ``(path in the zip, bytes)`` (no compiled files).
+
+    Read from the package's own directory, not from its install record, which some installs lack.
+    """
+    spec = importlib.util.find_spec("tzdata")
+    if spec is None or not spec.submodule_search_locations:
         raise ProvisionError("the tzdata package is not installed, and the Lambdas carry it (their runtime may "
-                             "have no time zone database); run `pip install -r requirements.txt` (or `make setup`)"
-                             ) from None
-    entries = []
-    for file in dist.files or ():
-        name = file.as_posix()
-        if name.startswith("tzdata/") and "__pycache__" not in name and not name.endswith(".pyc"):
-            entries.append((name, Path(str(file.locate())).read_bytes()))
-    if not any(name == "tzdata/__init__.py" for name, _ in entries):
-        raise ProvisionError(f"the tzdata package at {dist.locate_file('')} is incomplete; reinstall it with "
+                             "have no time zone database); run `pip install -r requirements.txt` (or `make setup`)")
+    root = Path(list(spec.submodule_search_locations)[0])
+    if not (root / "__init__.py").is_file() or not (root / "zoneinfo").is_dir():
+        raise ProvisionError(f"the tzdata package at {root} is incomplete; reinstall it with "
                              "`pip install --force-reinstall -r requirements.txt`")
+    entries = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root.parent).as_posix()
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
+            entries.append((rel, path.read_bytes()))
     return entries
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,3 +247,80 @@ def test_it_does_not_start_a_run_that_would_cross_midnight_at_the_exchange(tmp_p
     assert why is not None and "23:00 in Asia/Kolkata" in why and "in 60 minutes" in why
     assert awscheck.too_close_to_midnight(cfg, 75, now=late - dt.timedelta(minutes=20)) is None
     assert awscheck.too_close_to_midnight(cfg, 0, now=late + dt.timedelta(minutes=59)) is None  # the local world
+
+
+def test_the_throwaway_stack_has_no_special_session_to_fire(tmp_path: Path) -> None:
+    """A session that keeps the weekly hours would hold its jobs outside the moved window, and one today would
+    start or stop the check's host in the middle of it."""
+    import yaml
+
+    from provision import config
+
+    raw = yaml.safe_load((awscheck.ROOT / "stack.yml").read_text())
+    raw["calendar"]["special_sessions"] = [
+        {"date": "2026-12-05", "name": "Budget day", "jobs": {"trading": "09:20"}},
+        {"date": "2026-12-01", "name": "Today's session", "start": "17:45", "stop": "19:30"}]
+    source = tmp_path / "stack.yml"
+    source.write_text(yaml.safe_dump(raw))
+    path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c", source=source,
+                                          now=dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc))
+    assert cfg["calendar"]["special_sessions"] == []
+    config.load(path, env={})  # valid
+
+
+def test_as_many_jobs_as_the_window_holds_and_no_more() -> None:
+    now = dt.datetime(2026, 12, 1, 10, 0)
+    start, stop, times = awscheck.quiet_schedule(now, 50)
+    assert len(set(times)) == 50 and all(start < t < stop for t in times)
+    with pytest.raises(CheckFailed, match="cron jobs"):
+        awscheck.quiet_schedule(now, 60)
+
+
+class Gone:
+    """A terminal that has hung up: every write fails."""
+
+    def write(self, _text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(5, "Input/output error")
+
+
+def test_a_closed_terminal_still_removes_the_stack(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+    removed: list[str] = []
+    before = signal.getsignal(signal.SIGTERM)
+
+    def up(check: awscheck.Check) -> None:
+        check.created = True
+
+    def converge(check: awscheck.Check) -> None:
+        monkeypatch.setattr("sys.stdout", Gone())
+        monkeypatch.setattr("sys.stderr", Gone())
+        # The terminal closes: SIGHUP, as the kernel sends it, in the middle of a step.
+        signal.raise_signal(signal.SIGHUP)
+
+    def down(check: awscheck.Check) -> None:
+        check.echo("removing")
+        signal.raise_signal(signal.SIGTERM)  # a second signal while it removes the stack is ignored
+        removed.append(check.stack)
+
+    monkeypatch.setattr(awscheck.Check, "up", up)
+    monkeypatch.setattr(awscheck.Check, "converge", converge)
+    monkeypatch.setattr(awscheck.Check, "down", down)
+    work = tmp_path / "work"
+    assert awscheck.main(["--yes", "--workdir", str(work)]) == 130
+    assert removed and removed[0].startswith("stcheck-")
+    log = (work / "check.log").read_text()
+    assert "aws-check: interrupted; removing what it made" in log and "removing" in log
+    assert signal.getsignal(signal.SIGTERM) is before  # put back as it was
+
+
+def test_a_run_under_nohup_is_not_cut_off_by_the_hangup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(signal, "getsignal", lambda number: signal.SIG_IGN if number == signal.SIGHUP else None)
+    installed: dict[int, Any] = {}
+    monkeypatch.setattr(signal, "signal", lambda number, handler: installed.__setitem__(number, handler))
+    awscheck._interruptible()
+    assert signal.SIGHUP not in installed and installed[signal.SIGTERM] is awscheck._interrupted

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from provhelpers import ROOT
 
 from provision import config, lambda_package
@@ -110,3 +111,20 @@ def test_the_functions_resolve_their_zone_on_a_runtime_without_a_time_zone_datab
     shutil.rmtree(unpacked / "tzdata")  # without the package's tzdata: the settings say what is missing
     run = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True)
     assert run.returncode != 0 and "has no time zone database" in run.stderr
+
+
+def test_tzdata_is_read_from_its_package_even_without_an_install_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some installs (a distribution's package, --target) leave no RECORD or no dist-info at all."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tzdata")
+    assert spec is not None and spec.submodule_search_locations
+    bare = tmp_path / "site"
+    shutil.copytree(list(spec.submodule_search_locations)[0], bare / "tzdata",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sys, "path", [str(bare)] + [p for p in sys.path if "site-packages" not in p])
+    monkeypatch.delitem(sys.modules, "tzdata", raising=False)
+    entries = dict(lambda_package.tzdata_entries())
+    assert entries["tzdata/zoneinfo/Asia/Kolkata"] == (bare / "tzdata/zoneinfo/Asia/Kolkata").read_bytes()
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in entries)

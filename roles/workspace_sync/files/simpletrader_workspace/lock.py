@@ -79,7 +79,10 @@ class Lock:
         `flock -n` starting in that instant exit 75 and skip its run, so the
         kernel's own list of held locks is read instead: a line per lock, with
         the device as hex major:minor and the inode; blocked waiters ("->") do
-        not hold it.
+        not hold it. (In a container's own pid namespace the kernel lists only
+        the locks whose taker it can see there: one held on by the child of a
+        process that died would read "free". On the host, the initial
+        namespace, every lock is listed.)
         """
         try:
             st = os.stat(self.path)
