@@ -311,7 +311,12 @@ def test_a_closed_terminal_still_removes_the_stack(
     monkeypatch.setattr(awscheck.Check, "converge", converge)
     monkeypatch.setattr(awscheck.Check, "down", down)
     work = tmp_path / "work"
-    assert awscheck.main(["--yes", "--workdir", str(work)]) == 130
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal (this run may be under nohup)
+    try:
+        assert awscheck.main(["--yes", "--workdir", str(work)]) == 130
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back as it was
+    finally:
+        signal.signal(signal.SIGHUP, hangup)
     assert removed and removed[0].startswith("stcheck-")
     log = (work / "check.log").read_text()
     assert "aws-check: interrupted; removing what it made" in log and "removing" in log
