@@ -22,7 +22,7 @@ import botocore.client
 import pytest
 from botocore.response import StreamingBody
 
-from devtools import awscheck
+from devtools import awscheck, throwaway
 from devtools.worlds import AwsWorld, CheckFailed, LocalWorld, function_log_groups
 
 REGION = "ap-south-1"  # stack.region of the throwaway stack
@@ -229,7 +229,7 @@ def test_the_throwaway_stacks_schedule_fires_nowhere_near_the_run(tmp_path: Path
     from provision import config
 
     now = dt.datetime.fromisoformat(utc).replace(tzinfo=dt.timezone.utc)
-    path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c", now=now)
+    path, cfg = throwaway.throwaway_config(tmp_path, "ssm", "0a1b2c", now=now)
     checked = config.load(path, env={})  # a valid config: the jobs inside the window, at minutes of their own
     local = now.astimezone(dt.timezone(dt.timedelta(hours=5, minutes=30)))
     at = local.hour * 60 + local.minute
@@ -241,12 +241,12 @@ def test_the_throwaway_stacks_schedule_fires_nowhere_near_the_run(tmp_path: Path
 
 
 def test_it_does_not_start_a_run_that_would_cross_midnight_at_the_exchange(tmp_path: Path) -> None:
-    _path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c")
+    _path, cfg = throwaway.throwaway_config(tmp_path, "ssm", "0a1b2c")
     late = dt.datetime(2026, 12, 1, 17, 30, tzinfo=dt.timezone.utc)  # 23:00 in Asia/Kolkata
-    why = awscheck.too_close_to_midnight(cfg, 75, now=late)
+    why = throwaway.too_close_to_midnight(cfg, 75, now=late)
     assert why is not None and "23:00 in Asia/Kolkata" in why and "in 60 minutes" in why
-    assert awscheck.too_close_to_midnight(cfg, 75, now=late - dt.timedelta(minutes=20)) is None
-    assert awscheck.too_close_to_midnight(cfg, 0, now=late + dt.timedelta(minutes=59)) is None  # the local world
+    assert throwaway.too_close_to_midnight(cfg, 75, now=late - dt.timedelta(minutes=20)) is None
+    assert throwaway.too_close_to_midnight(cfg, 0, now=late + dt.timedelta(minutes=59)) is None  # the local world
 
 
 def test_the_throwaway_stack_has_no_special_session_to_fire(tmp_path: Path) -> None:
@@ -256,13 +256,13 @@ def test_the_throwaway_stack_has_no_special_session_to_fire(tmp_path: Path) -> N
 
     from provision import config
 
-    raw = yaml.safe_load((awscheck.ROOT / "stack.yml").read_text())
+    raw = yaml.safe_load((throwaway.ROOT / "stack.yml").read_text())
     raw["calendar"]["special_sessions"] = [
         {"date": "2026-12-05", "name": "Budget day", "jobs": {"trading": "09:20"}},
         {"date": "2026-12-01", "name": "Today's session", "start": "17:45", "stop": "19:30"}]
     source = tmp_path / "stack.yml"
     source.write_text(yaml.safe_dump(raw))
-    path, cfg = awscheck.throwaway_config(tmp_path, "ssm", "0a1b2c", source=source,
+    path, cfg = throwaway.throwaway_config(tmp_path, "ssm", "0a1b2c", source=source,
                                           now=dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc))
     assert cfg["calendar"]["special_sessions"] == []
     config.load(path, env={})  # valid
@@ -270,10 +270,10 @@ def test_the_throwaway_stack_has_no_special_session_to_fire(tmp_path: Path) -> N
 
 def test_as_many_jobs_as_the_window_holds_and_no_more() -> None:
     now = dt.datetime(2026, 12, 1, 10, 0)
-    start, stop, times = awscheck.quiet_schedule(now, 50)
+    start, stop, times = throwaway.quiet_schedule(now, 50)
     assert len(set(times)) == 50 and all(start < t < stop for t in times)
     with pytest.raises(CheckFailed, match="cron jobs"):
-        awscheck.quiet_schedule(now, 60)
+        throwaway.quiet_schedule(now, 60)
 
 
 class Gone:
