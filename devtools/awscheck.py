@@ -60,7 +60,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -311,13 +311,18 @@ class Say:
 HANGUPS = (signal.SIGTERM, signal.SIGHUP)
 
 
-def _interrupted(number: int, _frame: Any) -> NoReturn:
-    raise KeyboardInterrupt(signal.Signals(number).name)
+CLEANING = {"now": False}
+
+
+def _interrupted(number: int, _frame: Any) -> None:
+    if not CLEANING["now"]:
+        raise KeyboardInterrupt(signal.Signals(number).name)
 
 
 def _interruptible() -> dict[int, Any]:
     """A closed terminal or a kill ends the run as Ctrl-C does, so the stack is removed; a signal already
     ignored (nohup) stays ignored. Returns the handlers to put back."""
+    CLEANING["now"] = False
     previous: dict[int, Any] = {number: signal.getsignal(number) for number in HANGUPS}
     for number, handler in previous.items():
         if handler is not signal.SIG_IGN:
@@ -384,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"aws-check: interrupted; removing what it made\nLogs: {workdir}", err=True)
         code = 130
     finally:
+        CLEANING["now"] = True  # a hang-up or kill from here on is ignored, also before _shield has run
         _shield()  # a closed terminal or a kill no longer cuts the removal short (Ctrl-C still can)
         try:
             if check.created and not args.keep:
@@ -398,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             try:
                 world.teardown()
+            except KeyboardInterrupt:
+                say("aws-check: interrupted at the very end, after the stack's removal above"
+                    + ("; the test host and the emulator may still run: `tests/hosts/testhost list` shows them"
+                       if args.local else ""), err=True)
+                code = code or 130
             finally:
                 say(f"Logs: {workdir} ({time.monotonic() - check.t0:.0f}s)")
                 for number, handler in previous.items():

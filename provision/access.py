@@ -135,22 +135,25 @@ def _start_session(ssm: Any, ec2: Any, instance_id: str, params: dict[str, Any],
     """StartSession; while a running host's agent is not connected yet, asked again for a few seconds.
 
     The agent reports Online (what `start --wait-ready` waits for) a moment before Session Manager's own
-    channel to it is open, and Ansible does not retry a host it could not reach. The wait stays well inside
-    ssh's ConnectTimeout (ansible.cfg's `timeout`), which covers the time the tunnel takes to start.
+    channel to it is open, and Ansible does not retry a host it could not reach. The wait, counted in
+    attempts and bounded in time as well (slow answers count too), stays well inside ssh's ConnectTimeout
+    with the project's ansible.cfg (`timeout = 30`), which covers the time the tunnel takes to start.
     """
-    waited = 0.0
-    while True:
+    deadline = time.monotonic() + TARGET_WAIT_SECONDS
+    attempts = int(TARGET_WAIT_SECONDS / TARGET_POLL_SECONDS) + 1
+    for attempt in range(1, attempts + 1):
         try:
             return ssm.start_session(**params)
         except ClientError as exc:
-            if (error_code(exc) == "TargetNotConnected" and waited < TARGET_WAIT_SECONDS
+            if (error_code(exc) == "TargetNotConnected" and attempt < attempts and time.monotonic() < deadline
                     and _state(ec2, instance_id) == "running"):
                 sleep(TARGET_POLL_SECONDS)
-                waited += TARGET_POLL_SECONDS
                 continue
+            raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
             raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
         except BotoCoreError as exc:
             raise ProvisionError(f"could not start a Session Manager session to {instance_id}: {exc}") from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _start_failed(ec2: Any, instance_id: str, exc: ClientError) -> str:

@@ -40,7 +40,8 @@ class Clients:
         self.max_attempts = max_attempts
         self.session = session or boto3.Session(region_name=region)
         self.config = Config(region_name=region, retries={"mode": "standard", "max_attempts": max_attempts})
-        # Used only for the bounded waits AWS documents no waiter for (IAM propagation).
+        # The bounded waits AWS offers no waiter for (IAM propagation, an agent not yet reachable by
+        # Session Manager, the SSM polls of publish --sync); tests pass one that returns at once.
         self.sleep = sleep
         self._clients: dict[str, Any] = {}
         self._identity: dict[str, str] | None = None

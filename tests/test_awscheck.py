@@ -223,8 +223,7 @@ def test_an_interrupted_removal_still_says_how_to_finish_it(
     assert "python -m provision down --yes --delete-bucket --force --release-ip" in err
 
 
-@pytest.mark.parametrize("utc", ["2026-12-01T00:00", "2026-12-01T08:10", "2026-12-01T10:25", "2026-12-01T20:05",
-                                 "2026-12-01T21:15"])
+@pytest.mark.parametrize("utc", [f"2026-12-01T{hour:02d}:{minute:02d}" for hour in range(24) for minute in (5, 35)])
 def test_the_throwaway_stacks_schedule_fires_nowhere_near_the_run(tmp_path: Path, utc: str) -> None:
     from provision import config
 
@@ -329,3 +328,28 @@ def test_a_run_under_nohup_is_not_cut_off_by_the_hangup(monkeypatch: pytest.Monk
     monkeypatch.setattr(signal, "signal", lambda number, handler: installed.__setitem__(number, handler))
     awscheck._interruptible()
     assert signal.SIGHUP not in installed and installed[signal.SIGTERM] is awscheck._interrupted
+
+
+def test_an_interrupted_teardown_is_said_not_thrown(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+    removed: list[str] = []
+
+    def up(check: awscheck.Check) -> None:
+        check.created = True
+
+    def converge(check: awscheck.Check) -> None:
+        raise KeyboardInterrupt
+
+    def teardown(world: AwsWorld) -> None:
+        raise KeyboardInterrupt  # a second Ctrl-C after the stack is gone
+
+    monkeypatch.setattr(awscheck.Check, "up", up)
+    monkeypatch.setattr(awscheck.Check, "converge", converge)
+    monkeypatch.setattr(awscheck.Check, "down", lambda check: removed.append(check.stack))
+    monkeypatch.setattr(AwsWorld, "teardown", teardown)
+    assert awscheck.main(["--yes", "--workdir", str(tmp_path / "work")]) == 130
+    _out, err = capsys.readouterr()
+    assert removed and "aws-check: interrupted at the very end, after the stack's removal above" in err
+    assert "Traceback" not in err

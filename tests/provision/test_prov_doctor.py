@@ -11,6 +11,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -274,6 +275,13 @@ def test_tunnel_to_a_running_host_waits_a_moment_for_its_agent(
     assert result.code == 1
     assert "is running but its SSM agent is not connected to Session Manager yet" in result.err
     assert never.seen["n"] == 1 + int(access.TARGET_WAIT_SECONDS / access.TARGET_POLL_SECONDS)
+
+    # Slow answers count against the wait too: 10 s pass with each call here.
+    ticks = iter(range(0, 1000, 10))
+    monkeypatch.setattr(access, "time", SimpleNamespace(monotonic=lambda: float(next(ticks)), sleep=lambda _s: None))
+    slow = start_session_answers(400, {"__type": "TargetNotConnected", "message": f"{instance} is not connected."})
+    assert run("tunnel", instance, hooks=[("before-send", slow)]).code == 1
+    assert slow.seen["n"] == 2
 
 def test_the_tunnel_script_runs_the_tunnel_command(tools: Path) -> None:
     import subprocess
