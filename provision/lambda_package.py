@@ -2,8 +2,8 @@
 
 Contents: every ``.py`` file under ``lambda/`` (no tests, no ``__pycache__``),
 ``calendar.json`` computed by :func:`provision.trading_calendar.build_calendar`
-for the current and the next year, and the installed ``tzdata`` package
-(requirements.txt pins it): Python's ``zoneinfo`` falls back to it when the
+for the current and the next year, and the stack's zone from the installed
+``tzdata`` package (requirements.txt pins it): Python's ``zoneinfo`` falls back to it when the
 runtime image has no time zone database, which the emulator cannot show and
 without which every invocation would fail on its first line. Entries are sorted, with a fixed timestamp
 and fixed permissions, so the same sources give the same bytes, the same
@@ -54,25 +54,30 @@ def _is_source(path: Path, root: Path) -> bool:
     )
 
 
-def tzdata_entries() -> list[tuple[str, bytes]]:
-    """The installed ``tzdata`` package's files, as ``(path in the zip, bytes)`` (no compiled files).
+def tzdata_entries(zone: str) -> list[tuple[str, bytes]]:
+    """The part of the installed ``tzdata`` package that reads ``zone``, as ``(path in the zip, bytes)``.
 
-    Read from the package's own directory, not from its install record, which some installs lack.
+    zoneinfo's fallback imports ``tzdata.zoneinfo.<Area>`` and opens the zone's
+    file in it, so the zone's file and the ``__init__.py`` of each package on
+    its way are enough, with a ``zones`` list naming it. The functions read no
+    other zone; the whole package would make every package build 25 times
+    slower and the zip 14 times larger. Read from the package's own directory,
+    not from its install record, which some installs lack.
     """
     spec = importlib.util.find_spec("tzdata")
     if spec is None or not spec.submodule_search_locations:
         raise ProvisionError("the tzdata package is not installed, and the Lambdas carry it (their runtime may "
                              "have no time zone database); run `pip install -r requirements.txt` (or `make setup`)")
     root = Path(list(spec.submodule_search_locations)[0])
-    if not (root / "__init__.py").is_file() or not (root / "zoneinfo").is_dir():
-        raise ProvisionError(f"the tzdata package at {root} is incomplete; reinstall it with "
+    parts = zone.split("/")
+    packages = [root.joinpath("zoneinfo", *parts[:depth]) for depth in range(len(parts))]
+    wanted = [root / "__init__.py"] + [d / "__init__.py" for d in packages] + [root.joinpath("zoneinfo", *parts)]
+    missing = [str(path) for path in wanted if not path.is_file()]
+    if missing:
+        raise ProvisionError(f"the tzdata package at {root} lacks {', '.join(missing)}; reinstall it with "
                              "`pip install --force-reinstall -r requirements.txt`")
-    entries = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root.parent).as_posix()
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith(".pyc"):
-            entries.append((rel, path.read_bytes()))
-    return entries
+    entries = [(path.relative_to(root.parent).as_posix(), path.read_bytes()) for path in wanted]
+    return entries + [("tzdata/zones", (zone + "\n").encode())]
 
 
 def default_calendar_builder() -> CalendarBuilder:
@@ -108,6 +113,6 @@ def build(
     entries: list[tuple[str, bytes]] = [(p.relative_to(lambda_dir).as_posix(), p.read_bytes()) for p in files]
     calendar = calendar_for(cfg, builder, today)
     entries.append(("calendar.json", (json.dumps(calendar, sort_keys=True, indent=1) + "\n").encode()))
-    entries += tzdata_entries()
+    entries += tzdata_entries(cfg.schedule.timezone)
     entries.sort()
     return Package(deterministic_zip(entries))

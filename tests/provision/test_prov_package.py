@@ -1,4 +1,4 @@
-"""The Lambda zip is deterministic and holds exactly the handler sources, calendar.json and tzdata."""
+"""The Lambda zip is deterministic and holds exactly the handler sources, calendar.json and the stack's zone."""
 
 from __future__ import annotations
 
@@ -125,6 +125,7 @@ def test_tzdata_is_read_from_its_package_even_without_an_install_record(
                     ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(sys, "path", [str(bare)] + [p for p in sys.path if "site-packages" not in p])
     monkeypatch.delitem(sys.modules, "tzdata", raising=False)
-    entries = dict(lambda_package.tzdata_entries())
+    entries = dict(lambda_package.tzdata_entries("Asia/Kolkata"))
     assert entries["tzdata/zoneinfo/Asia/Kolkata"] == (bare / "tzdata/zoneinfo/Asia/Kolkata").read_bytes()
-    assert not any("__pycache__" in name or name.endswith(".pyc") for name in entries)
+    assert sorted(entries) == ["tzdata/__init__.py", "tzdata/zoneinfo/Asia/Kolkata", "tzdata/zoneinfo/Asia/__init__.py",
+                               "tzdata/zoneinfo/__init__.py", "tzdata/zones"]  # the stack's zone, no other
