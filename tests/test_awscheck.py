@@ -213,6 +213,7 @@ def test_an_interrupted_removal_still_says_how_to_finish_it(
     def converge(check: awscheck.Check) -> None:
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(awscheck.Check, "announce", lambda _check, ask: True)  # its plan: the failed-step test
     monkeypatch.setattr(awscheck.Check, "up", up)
     monkeypatch.setattr(awscheck.Check, "converge", converge)
     monkeypatch.setattr(awscheck.Check, "down", down)
@@ -306,6 +307,7 @@ def test_a_closed_terminal_still_removes_the_stack(
         signal.raise_signal(signal.SIGTERM)  # a second signal while it removes the stack is ignored
         removed.append(check.stack)
 
+    monkeypatch.setattr(awscheck.Check, "announce", lambda _check, ask: True)  # its plan: the failed-step test
     monkeypatch.setattr(awscheck.Check, "up", up)
     monkeypatch.setattr(awscheck.Check, "converge", converge)
     monkeypatch.setattr(awscheck.Check, "down", down)
@@ -345,6 +347,7 @@ def test_an_interrupted_teardown_is_said_not_thrown(
     def teardown(world: AwsWorld) -> None:
         raise KeyboardInterrupt  # a second Ctrl-C after the stack is gone
 
+    monkeypatch.setattr(awscheck.Check, "announce", lambda _check, ask: True)  # its plan: the failed-step test
     monkeypatch.setattr(awscheck.Check, "up", up)
     monkeypatch.setattr(awscheck.Check, "converge", converge)
     monkeypatch.setattr(awscheck.Check, "down", lambda check: removed.append(check.stack))
