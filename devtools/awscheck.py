@@ -55,6 +55,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -385,8 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckFailed, DayFailed, ClientError, BotoCoreError) as exc:
         say(f"aws-check: FAILED: {exc}\nLogs: {workdir}", err=True)
         code = 1
+    except subprocess.TimeoutExpired as exc:
+        say(f"aws-check: FAILED: {' '.join(map(str, exc.cmd[:4]))} ... did not end within {exc.timeout:.0f}s\n"
+            f"Logs: {workdir}", err=True)
+        code = 1
+    except json.JSONDecodeError as exc:  # an answer that is not the JSON a step reads (plan --json, outputs --json)
+        say(f"aws-check: FAILED: a step's output could not be read: {exc}\nLogs: {workdir}", err=True)
+        code = 1
     except KeyboardInterrupt:
-        say(f"aws-check: interrupted; removing what it made\nLogs: {workdir}", err=True)
+        say("aws-check: interrupted; " + ("removing what it made" if check.created else "nothing was made")
+            + f"\nLogs: {workdir}", err=True)
         code = 130
     finally:
         CLEANING["now"] = True  # a hang-up or kill from here on is ignored, also before _shield has run

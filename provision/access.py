@@ -163,7 +163,8 @@ def _start_failed(ec2: Any, instance_id: str, exc: ClientError) -> str:
         if state and state != "running":
             return (f"host {instance_id} is {state}: start it with `python -m provision start --wait-ready`, "
                     "then connect again")
-        return (f"host {instance_id} is running but its SSM agent is not connected to Session Manager yet "
+        shown = "is running but its" if state == "running" else "could not be looked up, and its"
+        return (f"host {instance_id} {shown} SSM agent is not connected to Session Manager yet "
                 "(it registers within a minute or two of a start); wait, or run "
                 "`python -m provision start --wait-ready`, then connect again")
     if code in ("AccessDeniedException", "AccessDenied"):

@@ -12,6 +12,7 @@ import datetime as dt
 import io
 import json
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,3 +357,41 @@ def test_an_interrupted_teardown_is_said_not_thrown(
     _out, err = capsys.readouterr()
     assert removed and "aws-check: interrupted at the very end, after the stack's removal above" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("failure, said", [
+    (subprocess.TimeoutExpired(["python", "-m", "provision", "up"], 3600), "python -m provision up ... did not end "
+                                                                           "within 3600s"),
+    (json.JSONDecodeError("Expecting value", "", 0), "a step's output could not be read: Expecting value"),
+])
+def test_a_step_that_times_out_or_answers_garbage_fails_in_a_line_and_removes_the_stack(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        failure: Exception, said: str) -> None:
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+    removed: list[str] = []
+
+    def up(check: awscheck.Check) -> None:
+        check.created = True
+        raise failure
+
+    monkeypatch.setattr(awscheck.Check, "announce", lambda _check, ask: True)
+    monkeypatch.setattr(awscheck.Check, "up", up)
+    monkeypatch.setattr(awscheck.Check, "down", lambda check: removed.append(check.stack))
+    assert awscheck.main(["--yes", "--workdir", str(tmp_path / "work")]) == 1
+    _out, err = capsys.readouterr()
+    assert f"aws-check: FAILED: {said}" in err and removed
+
+
+def test_an_interrupt_before_anything_is_made_says_so(
+        moto: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    plugin_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(awscheck, "too_close_to_midnight", lambda *_a, **_k: None)
+
+    def announce(check: awscheck.Check, ask: bool) -> bool:
+        raise KeyboardInterrupt  # Ctrl-C at the question
+
+    monkeypatch.setattr(awscheck.Check, "announce", announce)
+    assert awscheck.main(["--workdir", str(tmp_path / "work")]) == 130
+    _out, err = capsys.readouterr()
+    assert "aws-check: interrupted; nothing was made" in err

@@ -283,6 +283,16 @@ def test_tunnel_to_a_running_host_waits_a_moment_for_its_agent(
     assert run("tunnel", instance, hooks=[("before-send", slow)]).code == 1
     assert slow.seen["n"] == 2
 
+
+def test_tunnel_to_a_host_whose_state_cannot_be_read_does_not_call_it_running(run: Runner, tools: Path) -> None:
+    fake_plugin(tools)
+    gone = "i-0123456789abcdef0"  # no such instance: DescribeInstances refuses it
+    refused = start_session_answers(400, {"__type": "TargetNotConnected", "message": f"{gone} is not connected."})
+    result = run("tunnel", "--region", "ap-south-1", gone, hooks=[("before-send", refused)])
+    assert result.code == 1
+    assert f"host {gone} could not be looked up, and its SSM agent is not connected" in result.err
+    assert refused.seen["n"] == 1  # not asked again: only a running host is waited for
+
 def test_the_tunnel_script_runs_the_tunnel_command(tools: Path) -> None:
     import subprocess
 
