@@ -145,21 +145,20 @@ def _start_session(ssm: Any, ec2: Any, instance_id: str, params: dict[str, Any],
         try:
             return ssm.start_session(**params)
         except ClientError as exc:
-            if (error_code(exc) == "TargetNotConnected" and attempt < attempts and time.monotonic() < deadline
-                    and _state(ec2, instance_id) == "running"):
+            state = _state(ec2, instance_id) if error_code(exc) == "TargetNotConnected" else None
+            if state == "running" and attempt < attempts and time.monotonic() < deadline:
                 sleep(TARGET_POLL_SECONDS)
                 continue
-            raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
-            raise ProvisionError(_start_failed(ec2, instance_id, exc)) from None
+            raise ProvisionError(_start_failed(exc, instance_id, state)) from None
         except BotoCoreError as exc:
             raise ProvisionError(f"could not start a Session Manager session to {instance_id}: {exc}") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _start_failed(ec2: Any, instance_id: str, exc: ClientError) -> str:
+def _start_failed(exc: ClientError, instance_id: str, state: str | None) -> str:
+    """What a refused StartSession means; ``state`` is the host's (None when it could not be read)."""
     code, message = error_code(exc), error_message(exc)
     if code == "TargetNotConnected":
-        state = _state(ec2, instance_id)
         if state and state != "running":
             return (f"host {instance_id} is {state}: start it with `python -m provision start --wait-ready`, "
                     "then connect again")
