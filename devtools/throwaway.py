@@ -17,16 +17,12 @@ import yaml
 
 from devtools.testhost import ROOT
 from devtools.worlds import CheckFailed
+from provision.checks import minutes
 
 CHECK_MINUTES = 30  # what the cost estimate assumes a run takes
 # The throwaway stack's schedule: one of these windows (exchange-local), the one further from now, so that no
 # rule of it fires while the check runs; the jobs' times are inside it, as the config requires.
 QUIET_WINDOWS = (("02:00", "03:00"), ("14:00", "15:00"))
-
-
-def _minutes(hhmm: str) -> int:
-    hour, minute = hhmm.split(":")
-    return int(hour) * 60 + int(minute)
 
 
 def _hhmm(minutes: int) -> str:
@@ -38,10 +34,10 @@ def quiet_schedule(now_local: dt.datetime, jobs: int) -> tuple[str, str, list[st
     at = now_local.hour * 60 + now_local.minute
 
     def ahead(window: tuple[str, str]) -> int:
-        return min((_minutes(t) - at) % 1440 for t in window)
+        return min((minutes(t) - at) % 1440 for t in window)
 
     start, stop = max(QUIET_WINDOWS, key=ahead)
-    first, last = _minutes(start) + 5, _minutes(stop) - 1
+    first, last = minutes(start) + 5, minutes(stop) - 1
     step = max(1, min(5, (last - first) // max(1, jobs)))
     if jobs and first + (jobs - 1) * step > last:
         raise CheckFailed(f"stack.yml has {jobs} cron jobs; the check's schedule window {start}-{stop} holds "

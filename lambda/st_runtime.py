@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from st_settings import stack_of
 
@@ -243,3 +245,8 @@ def describe_error(err: BaseException) -> str:
 
 
 ClientFactory = Callable[[str], Any]
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """The handlers' boto3 client: standard retries, five attempts; in ``region`` when given (the topic's)."""
+    return boto3.client(service, region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 5}))

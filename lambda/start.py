@@ -26,8 +26,6 @@ import json
 from datetime import date, datetime, time, timezone
 from typing import Any, NoReturn
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from st_calendar import Decision, TradingCalendar
 from st_instance import WaitConfig, describe_state, wait_running, wait_stopped
@@ -42,6 +40,7 @@ from st_runtime import (
     StepFailed,
     StepLog,
     SystemClock,
+    client,
     describe_error,
     message_lines,
     notify,
@@ -308,23 +307,18 @@ def _fail(sns: Any, settings: Settings, result: dict[str, Any], decision: Decisi
     raise InvocationFailed(f"start failed: {reason}", result) from err
 
 
-def _client(service: str, region: str | None = None) -> Any:
-    return boto3.client(service, region_name=region,
-                        config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     log = StepLog(FN)
     try:
         settings = load_settings()
         parsed = parse_event(event, allow_force=True)
     except (SettingsError, EventError) as err:
-        notify_early_failure(lambda region: _client("sns", region), FN, err, log,
+        notify_early_failure(lambda region: client("sns", region), FN, err, log,
                              "The instance was not started and the workspace not synced.")
         raise
     log("invoked", dry_run=parsed.dry_run, force=parsed.force,
         time=parsed.time.isoformat() if parsed.time else None)
     clock = SystemClock()
-    return run_start(event=parsed, settings=settings, ec2=_client("ec2"), ssm=_client("ssm"),
-                     s3=_client("s3"), sns=_client("sns"), clock=clock,
+    return run_start(event=parsed, settings=settings, ec2=client("ec2"), ssm=client("ssm"),
+                     s3=client("s3"), sns=client("sns"), clock=clock,
                      budget=Budget.from_context(clock, context), log=log)

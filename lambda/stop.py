@@ -26,8 +26,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, NoReturn
 
-import boto3
-from botocore.config import Config
 from st_calendar import CalendarError, TradingCalendar
 from st_instance import WaitConfig, describe_state, wait_running, wait_stopped
 from st_runtime import (
@@ -41,6 +39,7 @@ from st_runtime import (
     StepFailed,
     StepLog,
     SystemClock,
+    client,
     describe_error,
     message_lines,
     notify,
@@ -250,22 +249,17 @@ def _fail(sns: Any, settings: Settings, result: dict[str, Any], day: date, log: 
     raise InvocationFailed(f"stop failed: {reason}", result) from err
 
 
-def _client(service: str, region: str | None = None) -> Any:
-    return boto3.client(service, region_name=region,
-                        config=Config(retries={"mode": "standard", "max_attempts": 5}))
-
-
 def handler(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
     log = StepLog(FN)
     try:
         settings = load_settings()
         parsed = parse_event(event, allow_force=False)
     except (SettingsError, EventError) as err:
-        notify_early_failure(lambda region: _client("sns", region), FN, err, log,
+        notify_early_failure(lambda region: client("sns", region), FN, err, log,
                              "The instance was not stopped: stop it by hand "
                              "(`python -m provision stop --eod` uploads the day first).")
         raise
     log("invoked", dry_run=parsed.dry_run, time=parsed.time.isoformat() if parsed.time else None)
     clock = SystemClock()
-    return run_stop(event=parsed, settings=settings, ec2=_client("ec2"), ssm=_client("ssm"),
-                    sns=_client("sns"), clock=clock, budget=Budget.from_context(clock, context), log=log)
+    return run_stop(event=parsed, settings=settings, ec2=client("ec2"), ssm=client("ssm"),
+                    sns=client("sns"), clock=clock, budget=Budget.from_context(clock, context), log=log)

@@ -185,6 +185,7 @@ def job_times(value: Any, ctx: Context) -> dict[str, str]:
 
 
 def minutes(hhmm_text: str) -> int:
+    """Minutes since midnight of an ``HH:MM`` time (one the hhmm check passed)."""
     h, m = hhmm_text.split(":")
     return int(h) * 60 + int(m)
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from provision.checks import minutes
 from provision.errors import ProvisionError
 
 #: On-demand prices for ap-south-1 (Mumbai), Linux, USD, as published on the AWS
@@ -123,11 +124,6 @@ def load_prices(prices: Mapping[str, Any] | str | Path | None = None) -> dict[st
     return _merge(DEFAULT_PRICES, prices)
 
 
-def _minutes(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    return int(h) * 60 + int(m)
-
-
 def schedule_days(cfg: Any, year: int, builder: Any = None) -> dict[str, Any]:
     """Per month of ``year``: days the start rule fires, trading days among them (as the start function's
     calendar gate decides them, :mod:`provision.rules`), and the holidays it skips."""
@@ -186,7 +182,7 @@ def monthly_cost(cfg: Any, prices: Mapping[str, Any] | str | Path | None = None,
             f"no price for instance type {itype} in the price table ({p['as_of']}); pass prices="
             f"{{'ec2_hourly': {{'{itype}': <USD per hour>}}}} or a prices YAML file") from None
 
-    day_hours = (_minutes(cfg.schedule.stop) - _minutes(cfg.schedule.start)) / 60 + a["stop_overhead_minutes"] / 60
+    day_hours = (minutes(cfg.schedule.stop) - minutes(cfg.schedule.start)) / 60 + a["stop_overhead_minutes"] / 60
     trading_month = days["trading_days"] / 12
     rule_month = days["rule_days"] / 12
     skip_month = rule_month - trading_month

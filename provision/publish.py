@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from provision import releases
 from provision.artifacts import validate, validate_token
-from provision.codearchive import CODE_INDEX_NAME, build_code_release
-from provision.codearchive import code_index as index_document
+from provision.codearchive import CODE_INDEX_NAME, build_code_release, code_index
 from provision.errors import PublishError
 from provision.wheelhouse import DEFAULT_PLATFORMS, build_wheelhouse, host_platforms
 
@@ -218,9 +217,9 @@ def _upload_release(
     objects.append(_entry("code", code_key, archive))
     log(f"publish: code archive {len(archive)} bytes -> {code_key}")
     index_key = f"{deploy}releases/{release}/{CODE_INDEX_NAME}"
-    index_data = index_document(code_key, archive, index_entries)
+    index_data = code_index(code_key, archive, index_entries)
     _put(s3, bucket, index_key, index_data, _sha256(index_data), "application/json")
-    code_index = {"key": index_key, "size": len(index_data), "sha256": _sha256(index_data)}
+    index_ref = {"key": index_key, "size": len(index_data), "sha256": _sha256(index_data)}
     log(f"publish: code index ({len(index_entries)} entries) -> {index_key}")
     req_key = f"{deploy}releases/{release}/requirements.txt"
     _put(s3, bucket, req_key, req_data, _sha256(req_data), "text/plain")
@@ -261,7 +260,7 @@ def _upload_release(
         "release": release,
         "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "objects": objects,
-        "code_index": code_index,
+        "code_index": index_ref,
     }
     _write_manifest(s3, bucket, deploy, manifest)
     log(f"publish: manifest written: {deploy}{MANIFEST_NAME} (release {release}, {len(objects)} objects)")
