@@ -27,7 +27,7 @@ from .fsutil import Beneath, is_sha256
 from .migrate import migrate
 from .output import Outcome, say
 from .release import current_release, read_meta
-from .upload import not_uploaded, upload_data
+from .upload import scan, upload_data
 
 
 def workspace_python(cfg: Config, root: Path) -> str:
@@ -177,13 +177,13 @@ def run(cfg: Config) -> Outcome:
     today_dir = root / cfg.trade_logs / date
     if not today_dir.is_dir() or today_dir.is_symlink() or today_dir.parent.is_symlink():
         say("eod", f"no trade logs for {date} in {today_dir.parent}")
-    left = not_uploaded(cfg, root)
+    files, left = scan(cfg, root)  # one walk: what is uploaded, and what never is
     if left:
         shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
         say("eod", f"WARNING: not uploading {shown}: links are not followed, and only regular files are uploaded")
         warnings.append(f"trade data not uploaded, links or not regular files: {shown}")
     try:
-        uploaded, skipped = upload_data(cfg, bucket, root)
+        uploaded, skipped = upload_data(cfg, bucket, root, files=files)
     except s3.aws_errors() as exc:
         raise Failure(
             f"upload to s3://{cfg.bucket} failed: {s3.describe(exc)}; the files stay on the host "

@@ -51,11 +51,6 @@ def data_files(cfg: Config, root: Path) -> list[tuple[str, Path, str]]:
     return scan(cfg, root)[0]
 
 
-def not_uploaded(cfg: Config, root: Path) -> list[str]:
-    """What sits among the trade data but is never uploaded (paths relative to ``root``)."""
-    return scan(cfg, root)[1]
-
-
 def read_data_file(beneath: Beneath, rel: str) -> tuple[int, int, str]:
     """(descriptor, size, sha256) of a trade data file, opened without following any link."""
     fd = beneath.open_file(rel)
@@ -98,19 +93,21 @@ def is_confirmed(cfg: Config, root: Path) -> bool:
     return True
 
 
-def upload_data(cfg: Config, bucket: Bucket, root: Path, force: Optional[str] = None) -> tuple[int, int]:
+def upload_data(cfg: Config, bucket: Bucket, root: Path, force: Optional[str] = None,
+                files: Optional[list[tuple[str, Path, str]]] = None) -> tuple[int, int]:
     """Upload the trade data under ``root`` not yet recorded in its marker.
 
     Returns (uploaded now, already uploaded). The marker is rewritten after
     every file, so a failure part-way keeps what was confirmed. ``force`` is a
     local top directory (the ledger) whose files are uploaded even when
-    recorded. Raises on the first failed upload.
+    recorded. ``files`` is what ``scan`` found, when the caller has walked the
+    data already. Raises on the first failed upload.
     """
     done = recorded(read_json(root / UPLOADED_MARKER))
     uploaded = skipped = 0
     beneath = Beneath(root)  # files are read as root in a directory of the trading user: no links followed
     try:
-        for rel, _path, key in data_files(cfg, root):
+        for rel, _path, key in data_files(cfg, root) if files is None else files:
             fd, size, digest = read_data_file(beneath, rel)
             with os.fdopen(fd, "rb") as fh:
                 entry = done.get(rel)
