@@ -310,9 +310,7 @@ class Say:
 
 
 HANGUPS = (signal.SIGTERM, signal.SIGHUP)
-
-
-CLEANING = {"now": False}
+CLEANING = {"now": False}  # set once the removal begins
 
 
 def _interrupted(number: int, _frame: Any) -> None:
@@ -332,6 +330,9 @@ def _interruptible() -> dict[int, Any]:
 
 
 def _shield() -> None:
+    """Ignore hang-ups and kills while the stack is removed. CLEANING already stops the handler raising in this
+    process; ignoring the signals also covers the `provision down` it runs, which inherits an ignore (a handler
+    it would not)."""
     for number in HANGUPS:
         signal.signal(number, signal.SIG_IGN)
 
